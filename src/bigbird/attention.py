@@ -1,0 +1,166 @@
+"""Self-attention: q/k/v projections, then full or block-sparse attention chosen per call, then the output projection.
+
+The model decides once per forward call which attention every layer runs (block-sparse needs a padded
+input longer than the fallback bound) and builds one `AttentionMasks` for all layers; the module
+itself holds only weights and two settings: its layer index (the seed of its random plan) and which
+random plan it uses at inference (`random_plan`, "transformers" or "paper").
+
+Full attention (`original_full`) follows Transformers' eager path: scores / sqrt(d), masked positions
+set to `finfo(dtype).min`, softmax, attention dropout; a causal decoder keeps a (key, value) cache.
+Block-sparse attention calls `bigbird.ops.block_sparse_attention` (no attention dropout there).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .ops.block_sparse import block_sparse_attention
+from .ops.layout import block_plan
+
+ORIGINAL_FULL = "original_full"
+BLOCK_SPARSE = "block_sparse"
+ATTENTION_TYPES = (ORIGINAL_FULL, BLOCK_SPARSE)
+RANDOM_PLANS = ("transformers", "paper")
+
+KVCache = tuple[torch.Tensor, torch.Tensor]
+
+
+def check_attention_type(value: str) -> str:
+    if value not in ATTENTION_TYPES:
+        raise ValueError(f"attention_type must be 'original_full' or 'block_sparse', got {value!r}")
+    return value
+
+
+def check_random_plan(value: str) -> str:
+    if value not in RANDOM_PLANS:
+        raise ValueError(
+            f"random_plan must be 'transformers' (Transformers' plans: random blocks all 0 in eval mode, seeded "
+            f"in training) or 'paper' (the seeded plan also at inference), got {value!r}"
+        )
+    return value
+
+
+def sparse_attention_fits(length: int, block_size: int, num_random_blocks: int) -> bool:
+    """Whether an unpadded input of `length` tokens runs block-sparse (Transformers' bound: > (5 + 2r) * bs)."""
+    return length > (5 + 2 * num_random_blocks) * block_size
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionMasks:
+    """What every layer's attention needs to know about one forward call.
+
+    `sparse`: run block-sparse attention (the input is padded to a block multiple).
+    `key_padding_mask`: (batch, key_length), 1 for tokens and 0 for padding, or None when nothing is masked.
+    `additive_mask`: full attention only: (batch, 1, query_length or 1, key_length), 0 where attended and
+    `finfo(dtype).min` where masked (padding, and future positions of a causal decoder), or None.
+    """
+
+    sparse: bool
+    key_padding_mask: torch.Tensor | None = None
+    additive_mask: torch.Tensor | None = None
+
+
+def full_attention_masks(key_padding_mask: torch.Tensor | None, dtype: torch.dtype, *, query_length: int,
+                         causal: bool = False) -> AttentionMasks:
+    """Masks for full attention. key_padding_mask: (batch, past + query_length), 1 = token, 0 = padding.
+
+    A causal decoder lets query i (at absolute position past + i) see keys 0..past + i.
+    """
+    if key_padding_mask is None and not causal:
+        return AttentionMasks(sparse=False)
+    allowed = None
+    if key_padding_mask is not None:
+        allowed = key_padding_mask.bool()[:, None, None, :]
+    if causal:
+        key_length = key_padding_mask.shape[-1] if key_padding_mask is not None else query_length
+        past = key_length - query_length
+        device = key_padding_mask.device if key_padding_mask is not None else None
+        keys = torch.arange(key_length, device=device)
+        queries = torch.arange(past, key_length, device=device)
+        causal_allowed = (keys[None, :] <= queries[:, None])[None, None]
+        allowed = causal_allowed if allowed is None else allowed & causal_allowed
+    additive = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
+    additive = additive.masked_fill(~allowed, torch.finfo(dtype).min)
+    return AttentionMasks(sparse=False, key_padding_mask=key_padding_mask, additive_mask=additive)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with BigBird's two attention kinds.
+
+    Submodules `q_proj`, `k_proj`, `v_proj` (bias `qkv_bias`) and `out_proj` (bias `out_bias`); the
+    families map these names to their checkpoints' keys. `layer_idx` seeds the layer's random plan, as
+    in Transformers.
+    """
+
+    def __init__(self, hidden_size: int, num_heads: int, *, layer_idx: int, block_size: int,
+                 num_random_blocks: int, max_seq_len: int, dropout: float = 0.0, qkv_bias: bool = True,
+                 out_bias: bool = True):
+        super().__init__()
+        if hidden_size % num_heads:
+            raise ValueError(
+                f"hidden_size {hidden_size} is not a multiple of num_attention_heads {num_heads}: "
+                "choose a head count that divides the hidden size"
+            )
+        self.num_heads = num_heads
+        self.head_dim = hidden_size // num_heads
+        self.layer_idx = layer_idx
+        self.block_size = block_size
+        self.num_random_blocks = num_random_blocks
+        self.max_seq_len = max_seq_len
+        self.dropout = dropout
+        self.random_plan = "transformers"
+        self.q_proj = nn.Linear(hidden_size, hidden_size, bias=qkv_bias)
+        self.k_proj = nn.Linear(hidden_size, hidden_size, bias=qkv_bias)
+        self.v_proj = nn.Linear(hidden_size, hidden_size, bias=qkv_bias)
+        self.out_proj = nn.Linear(hidden_size, hidden_size, bias=out_bias)
+
+    def forward(self, hidden_states: torch.Tensor, masks: AttentionMasks, *, past_key_value: KVCache | None = None,
+                use_cache: bool = False, output_attentions: bool = False):
+        """hidden_states: (batch, length, hidden).
+
+        Returns `(output, probs, present)`: output (batch, length, hidden); probs (batch, heads, length,
+        key_length) when `output_attentions`, else None; present the (key, value) cache, each (batch, heads,
+        past + length, head_dim), when `use_cache`, else None.
+        """
+        q, k, v = (self._split_heads(proj(hidden_states)) for proj in (self.q_proj, self.k_proj, self.v_proj))
+        if masks.sparse:
+            context, probs = self._block_sparse(q, k, v, masks, output_attentions)
+            present = None
+        else:
+            if past_key_value is not None:
+                k = torch.cat([past_key_value[0], k], dim=2)
+                v = torch.cat([past_key_value[1], v], dim=2)
+            present = (k, v) if use_cache else None
+            context, probs = self._full(q, k, v, masks, output_attentions)
+        context = context.transpose(1, 2).flatten(2)
+        return self.out_proj(context), probs, present
+
+    def plan_mode(self) -> str:
+        """The block plan this layer uses now: Transformers' eval/train plans, or the paper's seeded plan."""
+        if self.random_plan == "paper":
+            return "paper"
+        return "train" if self.training else "eval"
+
+    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
+
+    def _block_sparse(self, q, k, v, masks: AttentionMasks, output_attentions: bool):
+        plan = block_plan(q.shape[2], self.block_size, self.num_random_blocks, self.num_heads, seed=self.layer_idx,
+                          mode=self.plan_mode(), max_seq_len=self.max_seq_len)
+        result = block_sparse_attention(q, k, v, plan, masks.key_padding_mask, return_probs=output_attentions)
+        return result if output_attentions else (result, None)
+
+    def _full(self, q, k, v, masks: AttentionMasks, output_attentions: bool):
+        dropout = self.dropout if self.training else 0.0
+        if not output_attentions:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=masks.additive_mask, dropout_p=dropout), None
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)
+        if masks.additive_mask is not None:
+            scores = scores + masks.additive_mask
+        probs = scores.softmax(dim=-1)
+        return F.dropout(probs, dropout, self.training) @ v, probs
