@@ -38,11 +38,9 @@ MIN_BLOCKS = 5
 class BlockPlan:
     """The attention pattern of one layer for one padded length.
 
-    `random_blocks`: (heads, n - 2, r) int64, the random key blocks of query blocks 1..n-2 (with
-    Transformers' duplicates, e.g. all zeros in eval mode).
-    `key_blocks`: (heads, n - 2, width) int64, the distinct key blocks query blocks 1..n-2 attend.
-    `counts`: (heads, n - 2, width) int64, how often each of those enters the softmax (0 marks an unused
-    slot). Query blocks 0 and n-1 attend every key block once and are not listed.
+    `random_blocks` (heads, n - 2, r) int64 holds the random key blocks of query blocks 1..n-2 exactly
+    as Transformers draws them (all zeros in eval mode). Query blocks 0 and n-1 attend every key
+    block once; the fixed part of the other rows follows from the ITC pattern above.
     """
 
     seq_len: int
@@ -52,34 +50,61 @@ class BlockPlan:
     seed: int
     mode: str
     random_blocks: np.ndarray
-    key_blocks: np.ndarray
-    counts: np.ndarray
     _device_tables: dict = dataclasses.field(default_factory=dict, repr=False)
 
     @property
     def num_blocks(self) -> int:
         return self.seq_len // self.block_size
 
-    def tables(self, device: torch.device | str) -> tuple[torch.Tensor, torch.Tensor]:
-        """`key_blocks` and `counts` as int64 tensors on `device`, built once per device."""
+    def tables(self, device: torch.device | str) -> "OpTables":
+        """The op's integer tables on `device`, built once per device."""
         device = torch.device(device)
         if device not in self._device_tables:
-            self._device_tables[device] = (
-                torch.from_numpy(self.key_blocks).to(device),
-                torch.from_numpy(self.counts).to(device),
-            )
+            self._device_tables[device] = _op_tables(self.random_blocks, self.num_blocks, device)
         return self._device_tables[device]
 
     def block_counts(self) -> np.ndarray:
         """Dense (heads, n, n) matrix: how often query block i's softmax holds key block j."""
         n = self.num_blocks
+        lists = _attended_lists(n, self.random_blocks)
         dense = np.zeros((self.num_heads, n, n), dtype=np.int64)
         dense[:, 0, :] = 1
         dense[:, n - 1, :] = 1
         heads = np.arange(self.num_heads)[:, None, None]
         rows = np.arange(1, n - 1)[None, :, None]
-        np.add.at(dense, (heads, rows, self.key_blocks), self.counts)
+        np.add.at(dense, (heads, rows, np.where(lists >= 0, lists, 0)), (lists >= 0).astype(np.int64))
         return dense
+
+
+@dataclasses.dataclass(frozen=True)
+class OpTables:
+    """How the op splits the keys of query blocks 1..n-2 into three parts.
+
+    Every such row attends the global key blocks 0 and n-1 (`global_counts` (heads, n-2, 2): how often
+    each enters its softmax, random picks of 0 or n-1 folded in), its window i-1, i, i+1 (minus a
+    global block already counted, on rows 1 and n-2), and `extra_blocks` (heads, n-2, r'): the other
+    random blocks, -1 where a row has fewer than r'. `any_extra` (heads, n-2) says which rows have one.
+    """
+
+    global_counts: torch.Tensor
+    extra_blocks: torch.Tensor
+    any_extra: torch.Tensor
+    uniform_global_counts: bool
+
+
+def _op_tables(random: np.ndarray, n: int, device: torch.device) -> OpTables:
+    is_global = (random == 0) | (random == n - 1)
+    global_counts = 1 + np.stack([(random == 0).sum(-1), (random == n - 1).sum(-1)], axis=-1)
+    kept = ~is_global
+    order = np.argsort(~kept, axis=-1, kind="stable")
+    width = int(kept.sum(-1).max()) if random.size else 0
+    extra = np.take_along_axis(np.where(kept, random, -1), order, -1)[..., :width]
+    return OpTables(
+        global_counts=torch.tensor(global_counts, device=device),
+        extra_blocks=torch.tensor(extra, device=device),
+        any_extra=torch.tensor(kept.any(-1), device=device),
+        uniform_global_counts=bool((global_counts == global_counts[:1, :1]).all()),
+    )
 
 
 def block_plan(
@@ -140,10 +165,8 @@ def _cached_plan(seq_len, block_size, num_random_blocks, num_heads, seed, mode, 
                                        np.random.RandomState(seed))
     else:
         random = _per_head_random_blocks(n, num_random_blocks, num_heads, np.random.RandomState(seed))
-    key_blocks, counts = _distinct_with_counts(_attended_lists(n, random))
-    for array in (random, key_blocks, counts):
-        array.setflags(write=False)
-    return BlockPlan(seq_len, block_size, num_random_blocks, num_heads, seed, mode, random, key_blocks, counts)
+    random.setflags(write=False)
+    return BlockPlan(seq_len, block_size, num_random_blocks, num_heads, seed, mode, random)
 
 
 def _attended_lists(n: int, random: np.ndarray) -> np.ndarray:
@@ -155,20 +178,6 @@ def _attended_lists(n: int, random: np.ndarray) -> np.ndarray:
     fixed[1:-1] = np.stack([np.zeros_like(middle), middle - 1, middle, middle + 1, np.full_like(middle, n - 1)], 1)
     fixed[-1, :4] = [0, n - 3, n - 2, n - 1]
     return np.concatenate([np.broadcast_to(fixed, (heads, rows, 5)), random], axis=-1)
-
-
-def _distinct_with_counts(lists: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per row: the distinct non-negative entries, left-aligned, and how often each occurs."""
-    ordered = np.sort(lists, axis=-1)
-    first = np.ones(ordered.shape, dtype=bool)
-    first[..., 1:] = ordered[..., 1:] != ordered[..., :-1]
-    first &= ordered >= 0
-    counts = (ordered[..., :, None] == ordered[..., None, :]).sum(-1) * first
-    order = np.argsort(~first, axis=-1, kind="stable")
-    width = int(first.sum(-1).max())
-    key_blocks = np.take_along_axis(np.where(first, ordered, 0), order, -1)[..., :width]
-    counts = np.take_along_axis(counts, order, -1)[..., :width]
-    return np.ascontiguousarray(key_blocks), np.ascontiguousarray(counts)
 
 
 def _fit_row(chosen: np.ndarray, r: int, where: str) -> np.ndarray:
