@@ -1,0 +1,80 @@
+"""`BatchEncoding`: what a tokenizer call returns, a dict that unpacks into a model with `**`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+
+class BatchEncoding(dict):
+    """A dict of model inputs (`input_ids`, `attention_mask`, ...) with attribute access and the raw encodings.
+
+    `model(**encoding)` passes its keys as keyword arguments. `encoding.tokens(i)`, `.word_ids(i)` and
+    `.sequence_ids(i)` describe row `i`; `.to(device)` moves its tensors.
+    """
+
+    def __init__(self, data: dict[str, Any] | None = None, encodings=None, tensor_type: str | None = None):
+        super().__init__(data or {})
+        self._encodings = encodings
+        if tensor_type is not None:
+            self.convert_to_tensors(tensor_type)
+
+    def __getattr__(self, name: str):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(f"this BatchEncoding has no {name!r}: it holds {sorted(self)}") from None
+
+    def __getstate__(self):
+        return {"data": dict(self), "encodings": self._encodings}
+
+    def __setstate__(self, state):
+        self.update(state["data"])
+        self._encodings = state["encodings"]
+
+    @property
+    def encodings(self):
+        """The `tokenizers.Encoding` of each row, or None for an encoding built from plain lists."""
+        return self._encodings
+
+    def _encoding(self, batch_index: int):
+        if not self._encodings:
+            raise ValueError("this BatchEncoding was not produced by a tokenizer call: it has no token information")
+        return self._encodings[batch_index]
+
+    def tokens(self, batch_index: int = 0) -> list[str]:
+        """The tokens of row `batch_index`, special and padding tokens included."""
+        return self._encoding(batch_index).tokens
+
+    def word_ids(self, batch_index: int = 0) -> list[int | None]:
+        """For each token of row `batch_index`, the index of the word it comes from (None for special tokens)."""
+        return self._encoding(batch_index).word_ids
+
+    def sequence_ids(self, batch_index: int = 0) -> list[int | None]:
+        """For each token of row `batch_index`: 0 for the first text, 1 for the pair, None for special tokens."""
+        return self._encoding(batch_index).sequence_ids
+
+    def convert_to_tensors(self, tensor_type: str) -> BatchEncoding:
+        """Turn the lists into `torch` ('pt') or `numpy` ('np') arrays, in place."""
+        if tensor_type not in ("pt", "np"):
+            raise ValueError(f"return_tensors must be 'pt', 'np' or None, not {tensor_type!r}")
+        for key, value in self.items():
+            if isinstance(value, (torch.Tensor, np.ndarray)):
+                continue
+            if value and isinstance(value[0], list) and len({len(row) for row in value}) > 1:
+                raise ValueError(
+                    f"cannot make a tensor of {key!r}: its rows have different lengths; pass padding=True "
+                    "(and truncation=True for texts longer than max_length)"
+                )
+            array = np.asarray(value, dtype=np.int64)
+            self[key] = torch.from_numpy(array) if tensor_type == "pt" else array
+        return self
+
+    def to(self, device: str | torch.device) -> BatchEncoding:
+        """Move every tensor to `device` and return self."""
+        for key, value in self.items():
+            if isinstance(value, torch.Tensor):
+                self[key] = value.to(device)
+        return self

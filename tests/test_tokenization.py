@@ -1,0 +1,333 @@
+"""BigBirdTokenizer and PegasusTokenizer against Transformers' tokenizers on SentencePiece models trained here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+import bigbird
+from tests.tokenizer_fixtures import sample_texts, save_like_old_hub, train_spm, write_corpus
+
+transformers = pytest.importorskip("transformers")
+
+TEXTS = sample_texts()
+PAIRS = [(TEXTS[1], TEXTS[0]), (TEXTS[7], TEXTS[5]), ("", TEXTS[6]), (TEXTS[8], ""), (TEXTS[10], TEXTS[9])]
+VARIANTS = [
+    "bigbird-spm",
+    "bigbird-spm-user-symbols",
+    "bigbird-saved",
+    "bigbird-old-hub",
+    "bigbird-old-hub-special-map",
+    "pegasus-spm",
+    "pegasus-spm-config",
+    "pegasus-saved",
+]
+
+
+@pytest.fixture(scope="session")
+def checkpoints(tmp_path_factory):
+    """Tokenizer directories of every variant, written by the sentencepiece trainer and by Transformers."""
+    root = tmp_path_factory.mktemp("tokenizers")
+    corpus = write_corpus(root / "corpus.txt")
+    dirs = {
+        "bigbird-spm": train_spm(corpus, root / "bigbird-spm", "bigbird").parent,
+        "bigbird-spm-user-symbols": train_spm(corpus, root / "bigbird-user", "bigbird", "user_defined").parent,
+        "pegasus-spm": train_spm(corpus, root / "pegasus-spm", "pegasus").parent,
+    }
+    dirs["pegasus-spm-config"] = root / "pegasus-spm-config"
+    shutil.copytree(dirs["pegasus-spm"], dirs["pegasus-spm-config"])
+    config = {"mask_token": "<mask_2>", "mask_token_sent": "<mask_1>", "offset": 50, "model_max_length": 64}
+    (dirs["pegasus-spm-config"] / "tokenizer_config.json").write_text(json.dumps(config))
+    for family, theirs in [("bigbird", transformers.BigBirdTokenizer), ("pegasus", transformers.PegasusTokenizer)]:
+        dirs[f"{family}-saved"] = root / f"{family}-saved"
+        theirs.from_pretrained(dirs[f"{family}-spm"]).save_pretrained(dirs[f"{family}-saved"])
+    dirs["bigbird-old-hub"] = save_like_old_hub(dirs["bigbird-saved"], root / "old-hub", with_decoder=True)
+    dirs["bigbird-old-hub-special-map"] = save_like_old_hub(dirs["bigbird-saved"], root / "old-hub-map", False)
+    return dirs
+
+
+def _classes(variant):
+    if variant.startswith("bigbird"):
+        return bigbird.BigBirdTokenizer, transformers.BigBirdTokenizer
+    return bigbird.PegasusTokenizer, transformers.PegasusTokenizer
+
+
+_LOADED = {}
+
+
+@pytest.fixture(params=VARIANTS)
+def pair(request, checkpoints):
+    """(ours, Transformers') tokenizers loaded from the same directory."""
+    variant = request.param
+    if variant not in _LOADED:
+        ours, theirs = _classes(variant)
+        _LOADED[variant] = ours.from_pretrained(checkpoints[variant]), theirs.from_pretrained(checkpoints[variant])
+    return _LOADED[variant]
+
+
+def _plain(value):
+    if isinstance(value, torch.Tensor):
+        return ("tensor", value.dtype, value.tolist())
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def assert_same_output(ours, theirs):
+    assert list(ours.keys()) == list(theirs.keys())
+    for key in theirs:
+        assert _plain(ours[key]) == _plain(theirs[key]), key
+
+
+def _backend_json(tokenizer):
+    data = json.loads(tokenizer.backend_tokenizer.to_str())
+    data["padding"] = data["truncation"] = None  # per-call state
+    return data
+
+
+ALL_OUTPUTS = dict(
+    return_token_type_ids=True, return_attention_mask=True, return_special_tokens_mask=True,
+    return_offsets_mapping=True, return_length=True,
+)  # fmt: skip
+
+
+def test_backend_pipeline_is_transformers(pair):
+    ours, theirs = pair
+    assert _backend_json(ours) == _backend_json(theirs)
+
+
+def test_single_texts(pair):
+    ours, theirs = pair
+    for text in TEXTS:
+        mine, reference = ours(text, **ALL_OUTPUTS), theirs(text, **ALL_OUTPUTS)
+        assert_same_output(mine, reference)
+        assert mine.tokens() == reference.tokens()
+        assert mine.word_ids() == reference.word_ids()
+        assert_same_output(ours(text), theirs(text))
+        assert ours.encode(text) == theirs.encode(text)
+        assert ours.tokenize(text) == theirs.tokenize(text)
+        assert ours(text, add_special_tokens=False)["input_ids"] == theirs(text, add_special_tokens=False)["input_ids"]
+
+
+def test_pairs(pair):
+    ours, theirs = pair
+    for question, context in PAIRS:
+        assert_same_output(ours(question, context, **ALL_OUTPUTS), theirs(question, context, **ALL_OUTPUTS))
+        assert_same_output(
+            ours(question, context, return_tensors="pt"), theirs(question, context, return_tensors="pt")
+        )
+        assert ours.encode(question, context) == theirs.encode(question, context)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(padding=True),
+        dict(padding="longest", return_tensors="pt"),
+        dict(padding="max_length", max_length=48, truncation=True, return_tensors="pt"),
+        dict(truncation=True, max_length=20),
+        dict(max_length=9),
+        dict(padding=True, truncation="longest_first", max_length=30, return_token_type_ids=True),
+        dict(padding=True, pad_to_multiple_of=8, return_tensors="pt"),
+        dict(padding=True, padding_side="left", return_offsets_mapping=True),
+    ],
+)
+def test_batches_padding_truncation(pair, options):
+    ours, theirs = pair
+    assert_same_output(ours(TEXTS, **options), theirs(TEXTS, **options))
+    questions, contexts = [q for q, _ in PAIRS], [c for _, c in PAIRS]
+    assert_same_output(ours(questions, contexts, **options), theirs(questions, contexts, **options))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(truncation="only_second", max_length=40, stride=8),
+        dict(truncation="only_second", max_length=32, stride=4, padding="max_length", return_tensors="pt"),
+        dict(truncation="longest_first", max_length=24, stride=2, padding=True),
+        dict(truncation=True, max_length=16, stride=3, return_offsets_mapping=True, return_token_type_ids=True),
+    ],
+)
+def test_overflow_windows(pair, options):
+    ours, theirs = pair
+    options = dict(options, return_overflowing_tokens=True)
+    questions, contexts = ["Who wrote it?", "What is sparse attention?"], [TEXTS[0], TEXTS[5] + TEXTS[6]]
+    mine, reference = ours(questions, contexts, **options), theirs(questions, contexts, **options)
+    assert len(reference["input_ids"]) > len(questions)  # the contexts really overflow
+    assert_same_output(mine, reference)
+    if "padding" not in options and options["truncation"] is True:
+        assert_same_output(ours(TEXTS[0], **options), theirs(TEXTS[0], **options))
+
+
+def test_decode(pair):
+    ours, theirs = pair
+    for text in TEXTS:
+        ids = theirs(text)["input_ids"]
+        for skip in (False, True):
+            for clean in (None, True, False):
+                mine = ours.decode(ids, skip_special_tokens=skip, clean_up_tokenization_spaces=clean)
+                assert mine == theirs.decode(ids, skip_special_tokens=skip, clean_up_tokenization_spaces=clean)
+            assert ours.convert_ids_to_tokens(ids, skip_special_tokens=skip) == theirs.convert_ids_to_tokens(
+                ids, skip_special_tokens=skip
+            )
+        tokens = theirs.convert_ids_to_tokens(ids)
+        assert ours.convert_tokens_to_string(tokens) == theirs.convert_tokens_to_string(tokens)
+        assert ours.convert_tokens_to_ids(tokens) == theirs.convert_tokens_to_ids(tokens)
+        assert ours.decode(torch.tensor(ids)) == theirs.decode(torch.tensor(ids))
+    batch = theirs(TEXTS, padding=True, return_tensors="pt")["input_ids"]
+    for skip in (False, True):
+        assert ours.batch_decode(batch, skip_special_tokens=skip) == theirs.batch_decode(batch, skip_special_tokens=skip)
+        assert ours.decode(batch.tolist(), skip_special_tokens=skip) == theirs.decode(
+            batch.tolist(), skip_special_tokens=skip
+        )
+    assert ours.convert_ids_to_tokens(5) == theirs.convert_ids_to_tokens(5)
+
+
+def test_vocabulary_and_special_tokens(pair):
+    ours, theirs = pair
+    assert len(ours) == len(theirs)
+    assert ours.vocab_size == theirs.vocab_size
+    assert ours.get_vocab() == theirs.get_vocab()
+    assert ours.model_max_length == theirs.model_max_length
+    assert ours.special_tokens_map == theirs.special_tokens_map
+    assert ours.all_special_tokens == theirs.all_special_tokens
+    assert ours.all_special_ids == theirs.all_special_ids
+    for name in ("bos", "eos", "unk", "sep", "pad", "cls", "mask"):
+        assert getattr(ours, f"{name}_token") == getattr(theirs, f"{name}_token"), name
+        assert getattr(ours, f"{name}_token_id") == getattr(theirs, f"{name}_token_id"), name
+    assert ours.convert_tokens_to_ids("no-such-token") == theirs.convert_tokens_to_ids("no-such-token")
+    assert ours.num_special_tokens_to_add(pair=True) == theirs.num_special_tokens_to_add(pair=True)
+    if isinstance(ours, bigbird.PegasusTokenizer):
+        assert ours.offset == theirs.offset
+        assert ours.convert_tokens_to_ids(["<mask_1>", "<mask_2>"]) == theirs.convert_tokens_to_ids(["<mask_1>", "<mask_2>"])
+
+
+def test_save_pretrained_loads_in_transformers(pair, tmp_path):
+    ours, theirs = pair
+    ours.save_pretrained(tmp_path)
+    reloaded_by_them = type(theirs).from_pretrained(tmp_path)
+    reloaded_by_us = type(ours).from_pretrained(tmp_path)
+    for other in (reloaded_by_them, reloaded_by_us):
+        assert _backend_json(other) == _backend_json(ours)
+        assert other.all_special_tokens == ours.all_special_tokens
+        assert other.model_max_length == ours.model_max_length
+        assert_same_output(other(TEXTS, padding=True, **ALL_OUTPUTS), ours(TEXTS, padding=True, **ALL_OUTPUTS))
+
+
+def test_mask_strips_the_space_on_its_left(checkpoints):
+    ours = bigbird.BigBirdTokenizer.from_pretrained(checkpoints["bigbird-old-hub"])
+    theirs = transformers.BigBirdTokenizer.from_pretrained(checkpoints["bigbird-old-hub"])
+    text = "The capital of France is [MASK]."
+    assert ours(text, return_offsets_mapping=True) == theirs(text, return_offsets_mapping=True)
+    ids = ours(text)["input_ids"]
+    assert ids.count(ours.mask_token_id) == 1
+    assert ours.convert_ids_to_tokens(ids[ids.index(ours.mask_token_id) - 1]) != "▁"
+    assert ours.decode(ids) == theirs.decode(ids)
+
+
+def test_text_target_gives_labels(pair):
+    ours, theirs = pair
+    assert_same_output(ours(TEXTS[:3], text_target=TEXTS[3:6]), theirs(TEXTS[:3], text_target=TEXTS[3:6]))
+    assert_same_output(ours(text_target=TEXTS[4]), theirs(text_target=TEXTS[4]))
+
+
+def test_pretokenized_words(pair):
+    ours, theirs = pair
+    words = [["Hello", "wor", "ld"], ["café", "  ", "[MASK]"]]
+    options = dict(is_split_into_words=True, padding=True, return_offsets_mapping=True)
+    assert_same_output(ours(words, **options), theirs(words, **options))
+
+
+def test_result_unpacks_into_a_model(checkpoints):
+    tokenizer = bigbird.BigBirdTokenizer.from_pretrained(checkpoints["bigbird-spm"])
+
+    def model(input_ids, attention_mask):
+        return input_ids.shape, attention_mask.sum()
+
+    inputs = tokenizer(["a question", "a longer question here"], padding=True, return_tensors="pt")
+    shape, ones = model(**inputs)
+    assert shape == inputs.input_ids.shape and shape[0] == 2
+    assert ones == inputs["attention_mask"].sum()
+    assert inputs.to("cpu") is inputs
+    with pytest.raises(AttributeError, match="token_type_ids"):
+        inputs.token_type_ids
+
+
+def test_bytes_are_read_as_utf8(checkpoints):
+    tokenizer = bigbird.BigBirdTokenizer.from_pretrained(checkpoints["bigbird-spm"])
+    assert tokenizer("café".encode())["input_ids"] == tokenizer("café")["input_ids"]
+
+
+# ----- bad input -----
+
+
+def test_directory_without_tokenizer_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="tokenizer.json.*spiece.model"):
+        bigbird.BigBirdTokenizer.from_pretrained(tmp_path)
+
+
+def test_corrupt_model_file(tmp_path, checkpoints):
+    original = (checkpoints["bigbird-spm"] / "spiece.model").read_bytes()
+    for name, data in [("truncated", original[: len(original) // 3]), ("garbage", b"\xff" * 64), ("empty", b"")]:
+        directory = tmp_path / name
+        directory.mkdir()
+        (directory / "spiece.model").write_bytes(data)
+        with pytest.raises(ValueError, match=str(directory / "spiece.model")):
+            bigbird.BigBirdTokenizer.from_pretrained(directory)
+
+
+def test_corrupt_tokenizer_json(tmp_path):
+    (tmp_path / "tokenizer.json").write_text("{not json")
+    with pytest.raises(ValueError, match="tokenizer.json"):
+        bigbird.PegasusTokenizer.from_pretrained(tmp_path)
+
+
+def test_model_without_needed_special_pieces(tmp_path, checkpoints):
+    from sentencepiece import sentencepiece_model_pb2
+
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString((checkpoints["bigbird-spm"] / "spiece.model").read_bytes())
+    proto.pieces[3].piece = "<not-unk>"
+    (tmp_path / "spiece.model").write_bytes(proto.SerializeToString())
+    with pytest.raises(ValueError, match="spiece.model.*<unk>"):
+        bigbird.BigBirdTokenizer.from_pretrained(tmp_path)
+    # BigBird's layout (</s> at 1, <s> at 2, <unk> at 3) is not Pegasus' (pad 0, eos 1, unk 2 then pieces)
+    proto.pieces[0].piece = "<unk>"
+    (tmp_path / "spiece.model").write_bytes(proto.SerializeToString())
+    with pytest.raises(ValueError, match="spiece.model.*Pegasus"):
+        bigbird.PegasusTokenizer.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda t: t(123), "`text`"),
+        (lambda t: t(["fine", None]), r"`text\[1\]`"),
+        (lambda t: t("fine", 4.5), "`text_pair`"),
+        (lambda t: t(["a", "b"], "not a list"), "`text_pair`"),
+        (lambda t: t(["a", "b"], ["only one"]), "`text_pair`"),
+        (lambda t: t("ok", padding="sideways"), "padding"),
+        (lambda t: t("ok", truncation="middle"), "truncation"),
+        (lambda t: t("ok", return_tensors="tf"), "return_tensors"),
+    ],
+)
+def test_bad_arguments(checkpoints, call, message):
+    tokenizer = bigbird.BigBirdTokenizer.from_pretrained(checkpoints["bigbird-spm"])
+    with pytest.raises((TypeError, ValueError), match=message):
+        call(tokenizer)
+
+
+def test_invalid_utf8(checkpoints):
+    tokenizer = bigbird.PegasusTokenizer.from_pretrained(checkpoints["pegasus-spm"])
+    with pytest.raises(ValueError, match="`text`.*UTF-8"):
+        tokenizer(b"caf\xe9")
+    with pytest.raises(ValueError, match=r"`text_pair\[0\]`"):
+        tokenizer(["ok"], ["lone surrogate \udcff"])
+
+
+def test_unknown_option(checkpoints):
+    with pytest.raises(TypeError, match="not_an_option"):
+        bigbird.BigBirdTokenizer.from_pretrained(checkpoints["bigbird-spm"], not_an_option=1)

@@ -1,0 +1,106 @@
+"""Small SentencePiece models trained in the tests, in BigBird's and Pegasus' layouts, and texts to tokenize."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+_ONSETS = ["", "b", "c", "d", "f", "g", "h", "k", "l", "m", "n", "p", "qu", "r", "s", "t", "v", "w", "st", "tr", "sh", "th"]
+_VOWELS = ["a", "e", "i", "o", "u", "ea", "ou", "y"]
+_CODAS = ["", "n", "s", "t", "r", "l", "ng", "ck", "m"]
+_UNICODE_WORDS = ["café", "naïve", "Zürich", "東京", "Привет", "ελληνικά", "😀", "ﬁne", "Ａ", "résumé", "½", "ǅ", "São"]
+_ENGLISH = (
+    "Block sparse attention lets a transformer read documents that are thousands of tokens long. "
+    "Each query block attends to a few neighbours, a few global tokens and a few random blocks, "
+    "so the cost grows linearly with the length of the input. The model was pre-trained on books, "
+    "Wikipedia and news; it answers questions about long contexts and summarizes scientific papers. "
+    "Isn't it remarkable? We'll see: results (Table 2) show gains of 3.5 points, at 4,096 tokens!"
+)
+
+
+def _word(rng: random.Random) -> str:
+    return "".join(rng.choice(_ONSETS) + rng.choice(_VOWELS) + rng.choice(_CODAS) for _ in range(rng.randint(1, 3)))
+
+
+def write_corpus(path: Path, lines: int = 1200, seed: int = 0) -> Path:
+    """A few hundred KB of made-up words, English sentences, numbers, punctuation and non-Latin text."""
+    rng = random.Random(seed)
+    out = [_ENGLISH] * 20
+    for _ in range(lines):
+        words = [_word(rng) for _ in range(rng.randint(3, 20))]
+        if rng.random() < 0.3:
+            words.insert(rng.randrange(len(words)), rng.choice(_UNICODE_WORDS))
+        if rng.random() < 0.2:
+            words[0] = words[0].capitalize()
+        if rng.random() < 0.1:
+            words.append(str(rng.randint(0, 10000)))
+        out.append(" ".join(words) + rng.choice([".", "?", "!", ",", ";", " (x)", ' "y"', " 's", " n't"]))
+    path.write_text("\n".join(out), encoding="utf-8")
+    return path
+
+
+def train_spm(corpus: Path, directory: Path, layout: str, symbols: str = "control") -> Path:
+    """Train a Unigram `spiece.model` into `directory` with BigBird's or Pegasus' special pieces."""
+    import sentencepiece as spm
+
+    directory.mkdir(parents=True, exist_ok=True)
+    if layout == "bigbird":
+        ids = dict(pad_id=0, eos_id=1, bos_id=2, unk_id=3)
+        specials = {f"{symbols}_symbols": ["[SEP]", "[CLS]", "[MASK]"]}
+    else:
+        ids = dict(pad_id=0, eos_id=1, unk_id=2, bos_id=-1)
+        specials = {}
+    spm.SentencePieceTrainer.train(
+        input=str(corpus), model_prefix=str(directory / "spiece"), vocab_size=400, model_type="unigram",
+        character_coverage=1.0, minloglevel=2, num_threads=1, **ids, **specials,
+    )  # fmt: skip
+    (directory / "spiece.vocab").unlink()
+    return directory / "spiece.model"
+
+
+def save_like_old_hub(transformers_dir: Path, target: Path, with_decoder: bool) -> Path:
+    """A Transformers 4.x style checkpoint in which [MASK] strips its left space.
+
+    With `with_decoder` the config lists every added token (`added_tokens_decoder`); without it the flags come
+    from tokenizer.json and a legacy special_tokens_map.json.
+    """
+    shutil.copytree(transformers_dir, target)
+    tokenizer_json = json.loads((target / "tokenizer.json").read_text(encoding="utf-8"))
+    decoder = {}
+    for entry in tokenizer_json["added_tokens"]:
+        if entry["content"] == "[MASK]":
+            entry["lstrip"] = True
+        decoder[str(entry["id"])] = {key: value for key, value in entry.items() if key != "id"}
+    (target / "tokenizer.json").write_text(json.dumps(tokenizer_json), encoding="utf-8")
+    config = json.loads((target / "tokenizer_config.json").read_text(encoding="utf-8"))
+    config["model_max_length"] = 4096
+    config["additional_special_tokens"] = config.pop("extra_special_tokens", [])
+    if with_decoder:
+        config["added_tokens_decoder"] = decoder
+    else:
+        special_map = {"mask_token": {"content": "[MASK]", "lstrip": True, "rstrip": False, "normalized": False}}
+        (target / "special_tokens_map.json").write_text(json.dumps(special_map), encoding="utf-8")
+    (target / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    return target
+
+
+def sample_texts() -> list[str]:
+    """Texts that exercise the normalizer, pre-tokenizer and special-token splitting."""
+    return [
+        _ENGLISH,
+        "Hello world",
+        "",
+        " ",
+        "   leading and trailing spaces   ",
+        "runs  of   spaces    and\ttabs\t\tand\nnew\n\nlines\r\nwindows",
+        "café naïve Zürich 東京 Привет ελληνικά 😀 ﬁne Ａ ½ ǅ São",
+        "The capital of France is [MASK].",
+        "two masks[MASK] [MASK]  [MASK]\tend",
+        "specials inline: [CLS] [SEP] </s> <s> <pad> <unk> <mask_1> <mask_2> <unk_7>",
+        "supercalifragilisticexpialidocious" * 12,
+        "x" * 300 + " " + "ß" * 50,
+        "Isn't it? We'll see , they ' re here . ok !",
+        "numbers 3.14159 and 4,096 and 1e-5",
+    ]
