@@ -53,7 +53,10 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pl
     else:
         global_mask = None if global_mask is None else global_mask[:, None]
         global_out = F.scaled_dot_product_attention(global_q[:, None], k[:, None], v[:, None], attn_mask=global_mask)[:, 0]
-        middle_out = _MiddleRows.apply(q, k, v, parts)
+        if q.device.type == "cpu":
+            middle_out = _MiddleRows.apply(q, k, v, parts)
+        else:
+            middle_out = _middle_concatenated(q, k, v, parts)
 
     out = torch.cat([global_out[:, :bs], middle_out, global_out[:, bs:]], dim=1).view(batch, heads, length, head_dim)
     if key_padding_mask is not None:
@@ -228,18 +231,29 @@ def _attention_with_probs(q, k, v, mask):
     return probs @ v, probs
 
 
-def _middle_with_probs(q, k, v, parts: _Parts):
-    """Explicit middle rows: one softmax over the concatenated parts; returns output and per-part probabilities."""
+def _concatenate_parts(q, k, v, parts: _Parts):
+    """Middle queries (BH, n-2, bs, d) with their parts' keys, values and masks joined along the key axis."""
     queries, part_list = parts.all(q, k, v)
     rows = queries.shape[1]
     keys = [pk.expand(-1, rows, -1, -1) for pk, _, _ in part_list]
     values = [pv.expand(-1, rows, -1, -1) for _, pv, _ in part_list]
-    masks = []
-    for pk, _, mask in part_list:
-        if pk.shape[1] == 1 and mask.shape[2] > 1:
-            mask = mask.reshape(mask.shape[0], rows, queries.shape[2], mask.shape[-1])
-        masks.append(mask.expand(queries.shape[0], rows, queries.shape[2], -1))
-    out, probs = _attention_with_probs(queries, torch.cat(keys, 2), torch.cat(values, 2), torch.cat(masks, -1))
+    masks = [
+        mask.reshape(mask.shape[0], rows, queries.shape[2], -1) if pk.shape[1] == 1 and mask.shape[2] > 1 else mask
+        for pk, _, mask in part_list
+    ]
+    query_rows = max(mask.shape[2] for mask in masks)
+    masks = [mask.expand(queries.shape[0], rows, query_rows, -1) for mask in masks]
+    return queries, torch.cat(keys, 2), torch.cat(values, 2), torch.cat(masks, -1)
+
+
+def _middle_concatenated(q, k, v, parts: _Parts):
+    """Middle rows in one fused attention over the gathered parts: the path for devices without the CPU kernel."""
+    return F.scaled_dot_product_attention(*_concatenate_parts(q, k, v, parts)).flatten(1, 2)
+
+
+def _middle_with_probs(q, k, v, parts: _Parts):
+    """Explicit middle rows: output (BH, (n-2) * bs, d) and probabilities (BH, n-2, bs, parts' key length)."""
+    out, probs = _attention_with_probs(*_concatenate_parts(q, k, v, parts))
     return out.flatten(1, 2), probs
 
 
