@@ -1,0 +1,194 @@
+"""One attention layer: bigbird-torch's block-sparse op vs Transformers' block-sparse module vs dense SDPA
+vs compiled FlexAttention with the same block pattern, in one process.
+
+    python benchmarks/bench_attention.py            # L = 1024 ... 16384, forward and forward+backward
+    python benchmarks/bench_attention.py --quick    # a small subset, well under a minute
+
+Shape: batch 1, 12 heads, head dim 64, block 64, 3 random blocks, fp32, eval-mode plan (Transformers'
+default at inference). Medians over repeats; peak extra memory is the resident-set high-water mark
+above the level before the cell. FLOPs are the op's nominal ones (every attended key block, with its
+multiplicity, 4 * d flops per query-key pair forward, three times that forward+backward); the
+fraction of peak divides the achieved rate by this machine's fp32 matmul rate measured in the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import math
+import os
+import platform
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from bigbird.ops import block_plan, block_sparse_attention
+
+HEADS, HEAD_DIM, BLOCK, RANDOM = 12, 64, 64, 3
+
+
+def resident_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def peak_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def reset_peak() -> None:
+    with open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+
+
+def measure(fn, repeats: int) -> tuple[float, float]:
+    """Median seconds over `repeats` runs after one warm-up, and the peak extra MB of the warm-up."""
+    gc.collect()
+    before = resident_mb()
+    reset_peak()
+    fn()
+    extra = peak_mb() - before
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), extra
+
+
+def matmul_peak_gflops() -> float:
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    seconds, _ = measure(lambda: a @ b, 7)
+    return 2 * 2048**3 / seconds / 1e9
+
+
+def op_flops(length: int) -> float:
+    pairs = block_plan(length, BLOCK, RANDOM, HEADS).block_counts().sum() * BLOCK * BLOCK
+    return 4 * HEAD_DIM * float(pairs)
+
+
+def transformers_layer(length: int):
+    from transformers import BigBirdConfig, BigBirdModel
+    from transformers.models.big_bird.modeling_big_bird import BigBirdBlockSparseAttention
+
+    config = BigBirdConfig(hidden_size=HEADS * HEAD_DIM, num_attention_heads=HEADS, block_size=BLOCK,
+                           num_random_blocks=RANDOM, max_position_embeddings=max(4096, length))
+    module = BigBirdBlockSparseAttention(config, seed=0).eval()
+    blocked, band, from_mask, to_mask = BigBirdModel.create_masks_for_block_sparse_attn(torch.ones(1, length), BLOCK)
+
+    def run(q, k, v):
+        return module.bigbird_block_sparse_attention(
+            q, k, v, band, from_mask, to_mask, blocked, blocked, HEADS, RANDOM, HEAD_DIM, BLOCK, BLOCK, 1,
+            length, length, seed=0, plan_from_length=None, plan_num_rand_blocks=None)[0]
+
+    return run
+
+
+def flex_layer(length: int):
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    counts = torch.from_numpy(block_plan(length, BLOCK, RANDOM, HEADS).block_counts()).float()
+    bias = torch.log(counts)
+    compiled = torch.compile(flex_attention, dynamic=False)
+
+    def mask_mod(b, h, q_idx, kv_idx):
+        return counts[h, q_idx // BLOCK, kv_idx // BLOCK] > 0
+
+    def score_mod(score, b, h, q_idx, kv_idx):
+        return score + bias[h, q_idx // BLOCK, kv_idx // BLOCK]
+
+    block_mask = create_block_mask(mask_mod, 1, HEADS, length, length, device="cpu", BLOCK_SIZE=BLOCK)
+
+    def run(q, k, v):
+        return compiled(q, k, v, score_mod=score_mod, block_mask=block_mask)
+
+    return run
+
+
+def implementations(length: int, with_flex: bool, with_transformers: bool):
+    plan = block_plan(length, BLOCK, RANDOM, HEADS)
+    impls = {"bigbird-torch": lambda q, k, v: block_sparse_attention(q, k, v, plan),
+             "dense SDPA": lambda q, k, v: F.scaled_dot_product_attention(q, k, v)}
+    if with_transformers:
+        impls["transformers"] = transformers_layer(length)
+    if with_flex:
+        try:
+            run = flex_layer(length)
+            q = torch.randn(1, HEADS, length, HEAD_DIM, requires_grad=True)
+            run(q, q, q).sum().backward()
+            impls["compiled flex"] = run
+        except Exception as error:  # compilation needs a working C++ toolchain and inductor support on this CPU
+            print(f"compiled FlexAttention skipped at L={length}: {type(error).__name__}: {str(error)[:200]}")
+    return impls
+
+
+def cell(impl, length: int, backward: bool, repeats: int):
+    q, k, v = (torch.randn(1, HEADS, length, HEAD_DIM, requires_grad=backward) for _ in range(3))
+    if backward:
+        def fn():
+            impl(q, k, v).sum().backward()
+            for x in (q, k, v):
+                x.grad = None
+    else:
+        def fn():
+            with torch.no_grad():
+                impl(q, k, v)
+    return measure(fn, repeats)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="L = 1024 and 4096, forward only, no FlexAttention")
+    parser.add_argument("--lengths", type=int, nargs="*", help="override the lengths")
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--no-flex", action="store_true", help="skip compiled FlexAttention")
+    parser.add_argument("--transformers-limit", type=int, default=16384,
+                        help="largest L to run Transformers at (its L x L tensors need ~13 GB at 16384)")
+    args = parser.parse_args()
+    lengths = args.lengths or ([1024, 4096] if args.quick else [1024, 2048, 4096, 8192, 16384])
+    passes = [False] if args.quick else [False, True]
+    repeats = args.repeats or (3 if args.quick else 5)
+    with_flex = not (args.quick or args.no_flex)
+
+    peak = matmul_peak_gflops()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; fp32 matmul peak measured: {peak:.0f} GFLOP/s")
+    print(f"batch 1, {HEADS} heads, head dim {HEAD_DIM}, block {BLOCK}, r = {RANDOM}, fp32, eval plan; "
+          f"median of {repeats}")
+    header = f"{'L':>6} {'pass':>8} {'implementation':>14} {'seconds':>9} {'% peak':>7} {'extra MB':>9} {'vs ours':>8}"
+    print(header)
+    print("-" * len(header))
+    try:
+        import transformers  # noqa: F401
+        have_transformers = True
+    except ImportError:
+        have_transformers = False
+        print("transformers is not installed: its column is skipped (pip install transformers==5.23.0)")
+    for length in lengths:
+        impls = implementations(length, with_flex, have_transformers)
+        for backward in passes:
+            flops = op_flops(length) * (3 if backward else 1)
+            ours = None
+            for name, impl in impls.items():
+                if name == "transformers" and (length > args.transformers_limit or (backward and length > 8192)):
+                    print(f"{length:>6} {'fwd+bwd' if backward else 'forward':>8} {name:>14}   skipped: its dense "
+                          f"L x L probabilities and their gradients exceed this machine's memory")
+                    continue
+                seconds, extra = cell(impl, length, backward, repeats)
+                ours = ours or seconds
+                share = flops / seconds / 1e9 / peak * 100
+                print(f"{length:>6} {'fwd+bwd' if backward else 'forward':>8} {name:>14} {seconds:>9.4f} "
+                      f"{share:>6.0f}% {extra:>9.0f} {seconds / ours:>7.2f}x", flush=True)
+
+
+if __name__ == "__main__":
+    main()
