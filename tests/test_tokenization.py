@@ -7,11 +7,10 @@ import shutil
 
 import pytest
 import torch
+import transformers
 
 import bigbird
-from tests.tokenizer_fixtures import sample_texts, save_like_old_hub, train_spm, write_corpus
-
-transformers = pytest.importorskip("transformers")
+from tokenizer_fixtures import sample_texts, save_like_old_hub, train_spm, write_corpus
 
 TEXTS = sample_texts()
 PAIRS = [(TEXTS[1], TEXTS[0]), (TEXTS[7], TEXTS[5]), ("", TEXTS[6]), (TEXTS[8], ""), (TEXTS[10], TEXTS[9])]
@@ -254,6 +253,20 @@ def test_result_unpacks_into_a_model(checkpoints):
     assert inputs.to("cpu") is inputs
     with pytest.raises(AttributeError, match="token_type_ids"):
         inputs.token_type_ids
+
+
+def test_hub_id_from_the_local_cache(checkpoints, tmp_path):
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    repo = tmp_path / "models--someone--pegasus-tok"
+    shutil.copytree(checkpoints["pegasus-saved"], repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    ours = bigbird.PegasusTokenizer.from_pretrained("someone/pegasus-tok", cache_dir=tmp_path)
+    theirs = transformers.PegasusTokenizer.from_pretrained("someone/pegasus-tok", cache_dir=tmp_path)
+    assert _backend_json(ours) == _backend_json(theirs)
+    assert ours(TEXTS)["input_ids"] == theirs(TEXTS)["input_ids"]
+    with pytest.raises(FileNotFoundError, match="someone/missing"):
+        bigbird.PegasusTokenizer.from_pretrained("someone/missing", cache_dir=tmp_path)
 
 
 def test_bytes_are_read_as_utf8(checkpoints):

@@ -104,8 +104,9 @@ def read_tokenizer_files(
     json_path = resolve_file(name_or_path, TOKENIZER_FILE, **where)
     spm_path = None if json_path is not None else resolve_file(name_or_path, SPM_FILE, **where)
     if json_path is None and spm_path is None:
+        hint = "" if Path(name_or_path).is_dir() else " (or, for a Hub id, they are not in the local cache)"
         raise FileNotFoundError(
-            f"{name_or_path} has neither {TOKENIZER_FILE} nor {SPM_FILE}: it is not a BigBird or Pegasus tokenizer"
+            f"{name_or_path} has neither {TOKENIZER_FILE} nor {SPM_FILE}{hint}: it is not a BigBird or Pegasus tokenizer"
         )
     config_path = resolve_file(name_or_path, CONFIG_FILE, **where)
     map_path = resolve_file(name_or_path, SPECIAL_TOKENS_MAP_FILE, **where)

@@ -10,6 +10,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 UNIGRAM = 1
@@ -17,8 +18,7 @@ UNIGRAM = 1
 _VARINT, _FIXED64, _LENGTH_DELIMITED, _FIXED32 = 0, 1, 2, 5
 
 
-@dataclass(frozen=True)
-class SentencePiece:
+class SentencePiece(NamedTuple):
     """One vocabulary entry: its text, its unigram log-probability and its kind (NORMAL, CONTROL, ...)."""
 
     piece: str
@@ -84,7 +84,23 @@ def _int32(value: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
+_PIECE_KEY, _SCORE_KEY, _TYPE_KEY = (1 << 3) | _LENGTH_DELIMITED, (2 << 3) | _FIXED32, (3 << 3) | _VARINT
+_unpack_float = struct.Struct("<f").unpack_from
+
+
 def _parse_piece(data: bytes) -> SentencePiece:
+    # Fast path for the usual encoding (piece, score, optional type, each once and short); anything else goes
+    # through the general field reader.
+    size = len(data)
+    if size > 2 and data[0] == _PIECE_KEY and data[1] < 0x80:
+        end = 2 + data[1]
+        if end + 5 <= size and data[end] == _SCORE_KEY:
+            piece = data[2:end].decode("utf-8")
+            (score,) = _unpack_float(data, end + 1)
+            if end + 5 == size:
+                return SentencePiece(piece, score)
+            if end + 7 == size and data[end + 5] == _TYPE_KEY and data[end + 6] < 0x80:
+                return SentencePiece(piece, score, data[end + 6])
     piece, score, kind = "", 0.0, NORMAL
     for number, wire, value in _fields(data):
         if number == 1 and wire == _LENGTH_DELIMITED:
