@@ -93,7 +93,9 @@ class DecoderAttention(nn.Module):
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
                 output_attentions: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         dropout = self.dropout if self.training else 0.0
-        if not output_attentions:
+        # SDPA's gradient differs from Transformers' eager one on fully masked (left-padding) rows.
+        explicit = output_attentions or (mask is not None and torch.is_grad_enabled())
+        if not explicit:
             return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout,
                                                   scale=self.head_dim ** -0.5), None
         scores = (q @ k.transpose(-1, -2)) * self.head_dim ** -0.5

@@ -326,6 +326,11 @@ class BigBirdPegasusForSequenceClassification(BigBirdPegasusPreTrainedModel):
                              None, inputs_embeds, decoder_inputs_embeds, use_cache, output_attentions,
                              output_hidden_states)
         hidden = outputs.last_hidden_state
+        if hidden.shape[1] != input_ids.shape[1]:
+            raise ValueError(
+                f"the decoder input has {hidden.shape[1]} tokens but input_ids has {input_ids.shape[1]}: the eos "
+                "positions are read from input_ids, so leave decoder_input_ids unset (input_ids shifted right)"
+            )
         sentence = hidden[eos].view(hidden.shape[0], -1, hidden.shape[-1])[:, -1]
         logits = self.classification_head(sentence)
         loss = None if labels is None else classification_loss(logits, labels, self.config)

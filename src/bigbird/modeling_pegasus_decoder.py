@@ -9,27 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .activations import get_activation
 from .config import BigBirdPegasusConfig
 from .decoder_attention import DecoderAttention, DecoderCache, LayerCache, additive_mask
 from .outputs import BaseModelOutputWithPoolingAndCrossAttentions
-
-ACTIVATIONS = {
-    "gelu_new": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-    "gelu": F.gelu,
-    "relu": F.relu,
-    "silu": F.silu,
-    "swish": F.silu,
-    "tanh": torch.tanh,
-}
-
-
-def activation(name: str):
-    """The activation function called `name` in config.json."""
-    if name not in ACTIVATIONS:
-        raise ValueError(f"activation_function {name!r} is not supported; use one of {sorted(ACTIVATIONS)}")
-    return ACTIVATIONS[name]
-
 
 def embed_tokens(embedding: nn.Embedding, input_ids: torch.Tensor, config: BigBirdPegasusConfig) -> torch.Tensor:
     """Token embeddings (batch, length, d_model), times sqrt(d_model) when `scale_embedding`."""
@@ -43,7 +26,7 @@ class PegasusDecoderLayer(nn.Module):
         d = config.d_model
         self.dropout = config.dropout
         self.activation_dropout = config.activation_dropout
-        self.activation = activation(config.activation_function)
+        self.activation = get_activation(config.activation_function)
         self.self_attn_layer_norm = nn.LayerNorm(d)
         self.self_attn = DecoderAttention(d, config.decoder_attention_heads, config.attention_dropout, config.use_bias)
         self.encoder_attn_layer_norm = nn.LayerNorm(d)

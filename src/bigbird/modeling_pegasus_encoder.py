@@ -16,7 +16,8 @@ from torch.utils.checkpoint import checkpoint
 
 from .attention import AttentionMasks, SelfAttention, full_attention_masks, sparse_attention_fits
 from .config import BigBirdPegasusConfig
-from .modeling_pegasus_decoder import activation, embed_tokens
+from .activations import get_activation
+from .modeling_pegasus_decoder import embed_tokens
 from .outputs import BaseModelOutput
 
 
@@ -25,7 +26,7 @@ class PegasusEncoderLayer(nn.Module):
         super().__init__()
         d = config.d_model
         self.dropout = config.dropout
-        self.activation = activation(config.activation_function)
+        self.activation = get_activation(config.activation_function)
         self.self_attn_layer_norm = nn.LayerNorm(d)
         self.self_attn = SelfAttention(
             d, config.encoder_attention_heads, layer_idx=layer_idx, block_size=config.block_size,
