@@ -245,3 +245,22 @@ def test_full_size_key_names_and_shapes_equal_transformers(size):
         mapped = {table.to_theirs(key, prefixed=prefixed): tuple(t.shape) for key, t in ours.state_dict().items()}
         expected = {key: tuple(t.shape) for key, t in theirs.state_dict().items() if key not in table.aliases}
         assert mapped == expected, name
+
+
+@pytest.mark.parametrize("make_inputs,max_positions,message", [
+    (lambda: {"input_ids": torch.tensor([[5, 99, 7]])}, 512, r"input_ids contains 99, outside \[0, 99\).*tokenizer"),
+    (lambda: {"input_ids": torch.ones(1, 513, dtype=torch.long)}, 512,
+     r"513 tokens, more than max_position_embeddings = 512: truncate"),
+    (lambda: {"input_ids": torch.ones(1, 509, dtype=torch.long)}, 510, r"509 tokens \(padded to 512"),
+    (lambda: {"input_ids": torch.ones(2, 20, dtype=torch.long), "attention_mask": torch.ones(2, 21)}, 512,
+     r"attention_mask must have shape .* \(2, 20\), got \(2, 21\)"),
+    (lambda: {"input_ids": torch.ones(20, dtype=torch.long)}, 512, r"\(batch, length\).*input_ids\[None\]"),
+    (lambda: {}, 512, "exactly one of input_ids and inputs_embeds"),
+    (lambda: {"input_ids": torch.ones(1, 9, dtype=torch.long), "token_type_ids": torch.full((1, 9), 2)}, 512,
+     r"token_type_ids contains 2"),
+])
+def test_bad_inputs_are_named_before_compute(make_inputs, max_positions, message, monkeypatch):
+    model = bigbird.BigBirdModel(our_config(max_position_embeddings=max_positions)).eval()
+    monkeypatch.setattr(model.embeddings, "forward", lambda *a, **k: pytest.fail("computed before checking"))
+    with pytest.raises(ValueError, match=message):
+        model(**make_inputs())

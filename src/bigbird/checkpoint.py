@@ -146,8 +146,9 @@ class LoadPlan:
     """How a checkpoint's weights go into a model: our key -> tensor, and what the warnings name."""
 
     tensors: dict[str, torch.Tensor]
-    new_keys: list[str]
-    unused_keys: list[str]
+    new_keys: list[str]  # ours
+    unused_keys: list[str]  # Transformers'
+
 
 
 def plan_load(model: PreTrainedModel, state: dict[str, torch.Tensor], source: str) -> LoadPlan:
@@ -179,7 +180,8 @@ def plan_load(model: PreTrainedModel, state: dict[str, torch.Tensor], source: st
         else:
             tensors[our_key] = tensor
     missing = [key for key in ours if key not in tensors and key not in tied]
-    required = [key for key in missing if not table.is_optional(key, prefixed=prefixed)]
+    required = [table.to_theirs(key, prefixed=prefixed) for key in missing
+                if not table.is_optional(key, prefixed=prefixed)]
     if unknown:
         raise ValueError(
             f"{source} has weights that {type(model).__name__} does not know: {_names(unknown)}. "
@@ -288,8 +290,10 @@ def load_pretrained(cls: type[PreTrainedModel], name_or_path: str | os.PathLike,
         for key, tensor in plan.tensors.items():
             ours[key].copy_(tensor)
     if plan.new_keys:
+        prefixed = has_base_prefix(model, model.key_table)
+        names = [model.key_table.to_theirs(key, prefixed=prefixed) for key in plan.new_keys]
         warnings.warn(
-            f"{cls.__name__} weights not in {source} were newly initialised: {_names(plan.new_keys)}. "
+            f"{cls.__name__} weights not in {source} were newly initialised: {_names(names)}. "
             "Train the model on a downstream task before using it for predictions",
             stacklevel=3,
         )
