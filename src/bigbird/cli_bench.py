@@ -1,0 +1,66 @@
+"""`bigbird bench`: run the benchmark scripts of the source checkout (benchmarks/), quick by default.
+
+The scripts compare against Transformers, which the library itself never imports, so they stay scripts in
+the repository (install with `pip install -e ".[bench]"`) and this subcommand runs them in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import runpy
+import sys
+from pathlib import Path
+
+BENCHMARKS = {"attention": "bench_attention.py", "model": "bench_model.py"}
+HELP = """\
+Run the benchmarks of the source checkout: one attention layer (ours vs Transformers vs dense SDPA, and
+compiled FlexAttention in the full run) and, when the checkout has it, the whole model. Quick by default
+(about a minute); --full runs the complete grid. Options the subcommand does not know go to the scripts.
+
+examples:
+  bigbird bench                               # the attention benchmark, --quick
+  bigbird bench attention model --full        # both benchmarks, complete grids
+  bigbird bench attention --lengths 2048 --repeats 3"""
+
+
+def benchmarks_dir() -> Path:
+    """benchmarks/ of the checkout this package is installed from (src/bigbird/../../benchmarks)."""
+    return Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def add_bench_parser(commands) -> None:
+    sub = commands.add_parser("bench", help="run the attention and model benchmarks (quick by default)",
+                              description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub.add_argument("which", nargs="*", metavar="{attention,model}",
+                     help="which benchmarks to run (default: attention)")
+    sub.add_argument("--full", action="store_true", help="the complete grid instead of --quick (can take an hour)")
+    sub.set_defaults(run=run_bench)
+
+
+def run_bench(args, extra: list[str]) -> int:
+    """Run each chosen script as `python benchmarks/<script> [--quick] EXTRA...`; returns the exit status."""
+    which = args.which or ["attention"]
+    unknown = [name for name in which if name not in BENCHMARKS]
+    if unknown:
+        print(f"bigbird bench: error: unknown benchmark {unknown[0]!r}: choose from {', '.join(BENCHMARKS)}",
+              file=sys.stderr)
+        return 2
+    folder = benchmarks_dir()
+    for name in which:
+        script = folder / BENCHMARKS[name]
+        if not script.is_file():
+            print(f"bigbird bench: error: {script} not found: the benchmarks live in the source repository; "
+                  "install from a checkout with pip install -e \".[bench]\"", file=sys.stderr)
+            return 1
+        argv = [str(script), *([] if args.full else ["--quick"]), *extra]
+        print(f"bigbird bench: python {' '.join(argv)}", file=sys.stderr, flush=True)
+        saved = sys.argv
+        sys.argv = argv
+        try:
+            runpy.run_path(str(script), run_name="__main__")
+        except SystemExit as stop:
+            if stop.code not in (0, None):
+                return stop.code if isinstance(stop.code, int) else 1
+        finally:
+            sys.argv = saved
+    return 0
