@@ -25,6 +25,7 @@ _EXPORTS = {
     ],
     "tokenization": ["BigBirdTokenizer", "PegasusTokenizer"],
     "ops": ["block_plan", "block_sparse_attention", "reference_attention", "BlockPlan"],
+    "pipelines": ["classify", "answer", "summarize", "fill_mask"],
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_MODULE_OF)
