@@ -1,7 +1,7 @@
 """Tokenizer speed: bigbird's BigBirdTokenizer / PegasusTokenizer vs Transformers' on the same files, same process.
 
-Trains a SentencePiece model (vocabulary 4,000 by default) on a corpus, builds 1,000 documents of about 4,000 tokens from it,
-and times, alternating the two implementations, the batch call
+Trains a SentencePiece model (vocabulary 4,000 by default) on a corpus, builds 1,000 documents of about 4,000
+tokens from it, and times, alternating the two implementations, the batch call
 `tokenizer(docs, padding="max_length", truncation=True, max_length=4096, return_tensors="pt")`,
 the same call without tensors, and `batch_decode` of the ids. Prints medians and the ratio Transformers / ours.
 

@@ -178,7 +178,8 @@ def test_decode(pair):
         assert ours.decode(torch.tensor(ids)) == theirs.decode(torch.tensor(ids))
     batch = theirs(TEXTS, padding=True, return_tensors="pt")["input_ids"]
     for skip in (False, True):
-        assert ours.batch_decode(batch, skip_special_tokens=skip) == theirs.batch_decode(batch, skip_special_tokens=skip)
+        mine = ours.batch_decode(batch, skip_special_tokens=skip)
+        assert mine == theirs.batch_decode(batch, skip_special_tokens=skip)
         assert ours.decode(batch.tolist(), skip_special_tokens=skip) == theirs.decode(
             batch.tolist(), skip_special_tokens=skip
         )
@@ -201,7 +202,8 @@ def test_vocabulary_and_special_tokens(pair):
     assert ours.num_special_tokens_to_add(pair=True) == theirs.num_special_tokens_to_add(pair=True)
     if isinstance(ours, bigbird.PegasusTokenizer):
         assert ours.offset == theirs.offset
-        assert ours.convert_tokens_to_ids(["<mask_1>", "<mask_2>"]) == theirs.convert_tokens_to_ids(["<mask_1>", "<mask_2>"])
+        masks = ["<mask_1>", "<mask_2>"]
+        assert ours.convert_tokens_to_ids(masks) == theirs.convert_tokens_to_ids(masks)
 
 
 def test_save_pretrained_loads_in_transformers(pair, tmp_path):
@@ -267,6 +269,17 @@ def test_hub_id_from_the_local_cache(checkpoints, tmp_path):
     assert ours(TEXTS)["input_ids"] == theirs(TEXTS)["input_ids"]
     with pytest.raises(FileNotFoundError, match="someone/missing"):
         bigbird.PegasusTokenizer.from_pretrained("someone/missing", cache_dir=tmp_path)
+
+
+def test_constructor_reads_the_files_directly(checkpoints):
+    for variant, ours_class, keyword, name in [
+        ("bigbird-spm", bigbird.BigBirdTokenizer, "vocab_file", "spiece.model"),
+        ("pegasus-saved", bigbird.PegasusTokenizer, "tokenizer_file", "tokenizer.json"),
+    ]:
+        direct = ours_class(**{keyword: checkpoints[variant] / name}, model_max_length=128)
+        loaded = ours_class.from_pretrained(checkpoints[variant])
+        assert _backend_json(direct) == _backend_json(loaded)
+        assert direct.model_max_length == 128
 
 
 def test_bytes_are_read_as_utf8(checkpoints):

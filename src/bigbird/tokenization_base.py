@@ -76,7 +76,7 @@ class SentencePieceTokenizer:
         token: str | bool | None = None,
         **options,
     ):
-        """Load from a local directory or Hub id: tokenizer.json if present, else spiece.model, plus tokenizer_config.json.
+        """Load from a local directory or Hub id: tokenizer.json if present, else spiece.model, and the config.
 
         `options` override tokenizer_config.json entries (`model_max_length`, special tokens, `padding_side`, ...).
         """
@@ -422,7 +422,7 @@ class SentencePieceTokenizer:
     # ----- saving -----
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> tuple[str, ...]:
-        """Write tokenizer.json, tokenizer_config.json (and spiece.model when loaded from one); Transformers reads them."""
+        """Write tokenizer.json, tokenizer_config.json (and spiece.model if loaded from one) for Transformers too."""
         directory = Path(save_directory)
         if directory.exists() and not directory.is_dir():
             raise NotADirectoryError(f"save_directory {directory} exists and is not a directory")

@@ -1,4 +1,4 @@
-"""Finding and reading a tokenizer's files: tokenizer.json, spiece.model, tokenizer_config.json, special_tokens_map.json.
+"""Reading a tokenizer's files: tokenizer.json, spiece.model, tokenizer_config.json, special_tokens_map.json.
 
 `read_tokenizer_files` turns them into one `TokenizerSources`: the settings of tokenizer_config.json (with the
 special tokens of special_tokens_map.json merged in, and `{"__type": "AddedToken"}` dicts made `AddedToken`s),
@@ -106,7 +106,8 @@ def read_tokenizer_files(
     if json_path is None and spm_path is None:
         hint = "" if Path(name_or_path).is_dir() else " (or, for a Hub id, they are not in the local cache)"
         raise FileNotFoundError(
-            f"{name_or_path} has neither {TOKENIZER_FILE} nor {SPM_FILE}{hint}: it is not a BigBird or Pegasus tokenizer"
+            f"{name_or_path} has neither {TOKENIZER_FILE} nor {SPM_FILE}{hint}: "
+            "it is not a BigBird or Pegasus tokenizer"
         )
     config_path = resolve_file(name_or_path, CONFIG_FILE, **where)
     map_path = resolve_file(name_or_path, SPECIAL_TOKENS_MAP_FILE, **where)

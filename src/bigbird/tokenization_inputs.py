@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 LARGE_INTEGER = int(1e20)  # a model_max_length above this means "no limit"
-PADDINGS = {True: "longest", "longest": "longest", "max_length": "max_length", False: None, None: None, "do_not_pad": None}
+PADDINGS = {
+    True: "longest",
+    "longest": "longest",
+    "max_length": "max_length",
+    False: None,
+    None: None,
+    "do_not_pad": None,
+}
 TRUNCATIONS = {
     True: "longest_first",
     "longest_first": "longest_first",
@@ -35,7 +42,9 @@ def _text(value: Any, argument: str) -> str:
 
 def _words(value: Any, argument: str) -> list[str]:
     if not isinstance(value, (list, tuple)):
-        raise TypeError(f"`{argument}` must be a list of words when is_split_into_words=True, not {type(value).__name__}")
+        raise TypeError(
+            f"`{argument}` must be a list of words when is_split_into_words=True, not {type(value).__name__}"
+        )
     return [_text(word, argument) for word in value]
 
 
@@ -85,7 +94,9 @@ def padding_and_truncation(
     try:
         pad = PADDINGS[padding]
     except (KeyError, TypeError):
-        raise ValueError(f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', not {padding!r}") from None
+        raise ValueError(
+            f"padding must be True, False, 'longest', 'max_length' or 'do_not_pad', not {padding!r}"
+        ) from None
     try:
         truncate = TRUNCATIONS[truncation]
     except (KeyError, TypeError):
@@ -106,6 +117,7 @@ def padding_and_truncation(
                 max_length = model_max_length
     if pad is not None and pad_token_id is None:
         raise ValueError("padding was asked for but this tokenizer has no pad_token")
-    if truncate and pad and pad_to_multiple_of is not None and max_length is not None and max_length % pad_to_multiple_of:
+    both = truncate is not None and pad is not None
+    if both and pad_to_multiple_of is not None and max_length is not None and max_length % pad_to_multiple_of:
         raise ValueError(f"max_length ({max_length}) is not a multiple of pad_to_multiple_of ({pad_to_multiple_of})")
     return pad, truncate, max_length
