@@ -264,3 +264,13 @@ def test_bad_inputs_are_named_before_compute(make_inputs, max_positions, message
     monkeypatch.setattr(model.embeddings, "forward", lambda *a, **k: pytest.fail("computed before checking"))
     with pytest.raises(ValueError, match=message):
         model(**make_inputs())
+
+
+def test_explicit_token_types_and_positions_are_padded_like_transformers(tmp_path):
+    theirs, ours = pair("BigBirdForTokenClassification", tmp_path)
+    inputs = batch("BigBirdForTokenClassification", 150)
+    inputs["token_type_ids"] = (torch.arange(150) > 60).long().expand(2, 150)
+    inputs["position_ids"] = (torch.arange(150) + 3).expand(2, 150)
+    with torch.no_grad():
+        assert_outputs_close(theirs(**inputs, output_hidden_states=True), ours(**inputs, output_hidden_states=True),
+                             150)

@@ -181,8 +181,9 @@ class BigBirdModel(BigBirdPreTrainedModel):
         length), 1 for tokens and 0 for padding; token_type_ids, position_ids: (batch, length).
 
         Returns `last_hidden_state` (batch, length, hidden), `pooler_output` (batch, hidden), the decoder's
-        `past_key_values`, and per-layer `hidden_states` / `attentions` (batch, heads, length, key_length)
-        when asked for; a tuple of the non-None fields when `return_dict=False`.
+        `past_key_values`, and per-layer `hidden_states` (embeddings first) / `attentions` (batch, heads, length,
+        key_length) when asked for, all cut to the input length (Transformers leaves most of them padded to a
+        block multiple); a tuple of the non-None fields when `return_dict=False`.
         """
         config = self.config
         past_length = 0 if not past_key_values else past_key_values[0][0].shape[2]

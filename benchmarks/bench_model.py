@@ -1,0 +1,142 @@
+"""Whole-model benchmark, bigbird-roberta-base shape: ours vs Transformers 5.23 in the same process.
+
+Forward (eval, batch 1, block-sparse) at several lengths and a training step (forward + backward) at
+4096; prints a markdown table of median seconds, the speed-up, peak extra memory (resident set size
+high-water mark above the level before the call, from /proc/self/status) and the fraction of the
+machine's fp32 matmul peak that the model's useful FLOPs reach.
+
+    python benchmarks/bench_model.py                       # L = 1024 2048 4096 8192, training step at 4096
+    python benchmarks/bench_model.py --lengths 4096 --repeats 5 --train-layers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import tempfile
+import time
+import warnings
+
+import torch
+
+import bigbird
+from bigbird.ops.layout import block_plan
+
+
+def rss_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def measure(call, repeats: int) -> tuple[float, float]:
+    """Median seconds over `repeats` calls, and the peak extra memory (GB) of the first call."""
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")  # reset VmHWM to the current RSS
+    before = rss_kib("VmRSS")
+    times = []
+    for i in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+        if i == 0:
+            peak = (rss_kib("VmHWM") - before) / 2**20
+    return statistics.median(times), peak
+
+
+def matmul_peak_gflops() -> float:
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    a @ b
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * 2048**3 / min(times) / 1e9
+
+
+def forward_gflops(config, length: int, layers: int) -> float:
+    """Useful FLOPs of a block-sparse forward: the linear layers plus the attended (query, key) pairs."""
+    h, i, heads = config.hidden_size, config.intermediate_size, config.num_attention_heads
+    d, bs = h // heads, config.block_size
+    linear = 2 * length * (4 * h * h + 2 * h * i)
+    plan = block_plan(length, bs, config.num_random_blocks, heads, mode="eval", max_seq_len=length)
+    pairs_per_head = (plan.block_counts() > 0).sum() / heads * bs * bs
+    attention = 4 * d * heads * pairs_per_head
+    return layers * (linear + attention) / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 2048, 4096, 8192])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--train-length", type=int, default=4096)
+    parser.add_argument("--train-layers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    import transformers
+
+    torch.manual_seed(0)
+    max_len = max(args.lengths + [args.train_length])
+    shape = dict(max_position_embeddings=max_len)
+    theirs = transformers.BigBirdModel(transformers.BigBirdConfig(**shape)).eval()
+    with tempfile.TemporaryDirectory() as directory, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs.save_pretrained(directory)
+        ours = bigbird.BigBirdModel.from_pretrained(directory)
+    peak = matmul_peak_gflops()
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
+          f"torch {torch.__version__}, transformers {transformers.__version__}, fp32 matmul peak {peak:.0f} GFLOP/s")
+    print()
+    print("| run | L | Transformers s | ours s | speed-up | Transformers extra GB | ours extra GB | ours % of peak |"
+          " max abs diff |")
+    print("|---|---|---|---|---|---|---|---|---|")
+
+    for length in args.lengths:
+        ids = torch.randint(5, 30000, (1, length), generator=torch.Generator().manual_seed(length))
+        results = {}
+        with torch.inference_mode():
+            for name, model in (("theirs", theirs), ("ours", ours)):
+                outputs = []
+                results[name] = measure(lambda: outputs.append(model(ids).last_hidden_state), args.repeats)
+                results[name + "_out"] = outputs[0]
+        diff = (results["theirs_out"] - results["ours_out"]).abs().max().item()
+        flops = forward_gflops(ours.config, length + (-length) % 64, ours.config.num_hidden_layers)
+        row(f"forward, {ours.config.num_hidden_layers} layers", length, results, flops / results["ours"][0] / peak,
+            diff)
+
+    if args.train_length:
+        layers = args.train_layers
+        config = dict(shape, num_hidden_layers=layers)
+        torch.manual_seed(0)
+        their_small = transformers.BigBirdModel(transformers.BigBirdConfig(**config)).train()
+        with tempfile.TemporaryDirectory() as directory, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            their_small.save_pretrained(directory)
+            our_small = bigbird.BigBirdModel.from_pretrained(directory).train()
+        ids = torch.randint(5, 30000, (1, args.train_length), generator=torch.Generator().manual_seed(1))
+        results = {}
+        for name, model in (("theirs", their_small), ("ours", our_small)):
+            def step(model=model):
+                model.zero_grad(set_to_none=True)
+                model(ids).last_hidden_state.square().mean().backward()
+            results[name] = measure(step, args.repeats)
+        flops = 3 * forward_gflops(our_small.config, args.train_length, layers)
+        row(f"training step, {layers} layers", args.train_length, results, flops / results["ours"][0] / peak, None)
+
+
+def row(run: str, length: int, results: dict, fraction: float, diff: float | None) -> None:
+    (t_theirs, m_theirs), (t_ours, m_ours) = results["theirs"], results["ours"]
+    shown = "" if diff is None else f"{diff:.1e}"
+    print(f"| {run} | {length} | {t_theirs:.2f} | {t_ours:.2f} | {t_theirs / t_ours:.2f}x | {m_theirs:.2f} | "
+          f"{m_ours:.2f} | {100 * fraction:.0f}% | {shown} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
