@@ -183,26 +183,20 @@ class Reporter:
 
 def _run_chunk(run, chunk: list[tuple[Document, dict]], reporter: Reporter, write) -> None:
     """Run the pipeline on a chunk; if it fails, document by document, so that only the bad ones are lost."""
-    groups = [chunk]
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             results = run([prepared for _, prepared in chunk])
-        reporter.warnings(caught, [document.id for document, _ in chunk])
-    except Exception:
+    except Exception as error:
         if len(chunk) == 1:
-            raise
-        groups = [[item] for item in chunk]
-        results = None
-    if results is not None:
-        for (document, _), result in zip(chunk, results):
-            write(document, result)
+            reporter.problem(chunk[0][0].id, _describe(error))
+        else:
+            for item in chunk:
+                _run_chunk(run, [item], reporter, write)
         return
-    for group in groups:
-        try:
-            _run_chunk(run, group, reporter, write)
-        except Exception as error:
-            reporter.problem(group[0][0].id, _describe(error))
+    reporter.warnings(caught, [document.id for document, _ in chunk])
+    for (document, _), result in zip(chunk, results):
+        write(document, result)
 
 
 def _describe(error: Exception) -> str:

@@ -61,6 +61,9 @@ def run_bench(args, extra: list[str]) -> int:
         except SystemExit as stop:
             if stop.code not in (0, None):
                 return stop.code if isinstance(stop.code, int) else 1
+        except Exception as error:
+            print(f"bigbird bench: error: {script.name} stopped: {type(error).__name__}: {error}", file=sys.stderr)
+            return 1
         finally:
             sys.argv = saved
     return 0

@@ -53,8 +53,8 @@ def windows(tokenizer, questions: Sequence[str], contexts: Sequence[str], window
     for document, (question, context, length) in enumerate(zip(questions, contexts, question_lengths)):
         room = window - length - specials
         if room < 2:
-            raise ValueError(f"question {document} has {length} tokens: it leaves no room for the context in the "
-                             f"model's window of {window} tokens; shorten the question")
+            raise ValueError(f"a question of {length} tokens leaves no room for the context in the model's window "
+                             f"of {window} tokens (question {document}): shorten it")
         overlap = min(DEFAULT_STRIDE, room // 2) if stride is None else stride
         if not 0 <= overlap < room:
             raise ValueError(f"stride must be at least 0 and less than the {room} context tokens a window of "
