@@ -12,6 +12,7 @@ machine's fp32 matmul peak that the model's useful FLOPs reach.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import platform
 import statistics
 import tempfile
@@ -34,6 +35,7 @@ def rss_kib(field: str) -> int:
 
 def measure(call, repeats: int) -> tuple[float, float]:
     """Median seconds over `repeats` calls, and the peak extra memory (GB) of the first call."""
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap memory back, so the RSS starts from what is live
     with open("/proc/self/clear_refs", "w") as clear:
         clear.write("5")  # reset VmHWM to the current RSS
     before = rss_kib("VmRSS")

@@ -66,24 +66,21 @@ class AttentionMasks:
 
 
 def full_attention_masks(key_padding_mask: torch.Tensor | None, dtype: torch.dtype, *, query_length: int,
-                         causal: bool = False) -> AttentionMasks:
-    """Masks for full attention. key_padding_mask: (batch, past + query_length), 1 = token, 0 = padding.
+                         key_length: int, causal: bool = False, device: torch.device | None = None) -> AttentionMasks:
+    """Masks for full attention. key_padding_mask: (batch, key_length), 1 = token, 0 = padding, or None.
 
-    A causal decoder lets query i (at absolute position past + i) see keys 0..past + i.
+    A causal decoder with `key_length - query_length` cached positions lets query i (at absolute position
+    past + i) see keys 0..past + i.
     """
     if key_padding_mask is None and not causal:
         return AttentionMasks(sparse=False)
-    allowed = None
+    allowed = torch.ones(1, 1, 1, key_length, dtype=torch.bool, device=device)
     if key_padding_mask is not None:
         allowed = key_padding_mask.bool()[:, None, None, :]
     if causal:
-        key_length = key_padding_mask.shape[-1] if key_padding_mask is not None else query_length
-        past = key_length - query_length
-        device = key_padding_mask.device if key_padding_mask is not None else None
-        keys = torch.arange(key_length, device=device)
-        queries = torch.arange(past, key_length, device=device)
-        causal_allowed = (keys[None, :] <= queries[:, None])[None, None]
-        allowed = causal_allowed if allowed is None else allowed & causal_allowed
+        keys = torch.arange(key_length, device=allowed.device)
+        queries = torch.arange(key_length - query_length, key_length, device=allowed.device)
+        allowed = allowed & (keys[None, :] <= queries[:, None])[None, None]
     additive = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device)
     additive = additive.masked_fill(~allowed, torch.finfo(dtype).min)
     return AttentionMasks(sparse=False, key_padding_mask=key_padding_mask, additive_mask=additive)

@@ -217,7 +217,8 @@ class BigBirdModel(BigBirdPreTrainedModel):
         if sparse:
             masks = AttentionMasks(sparse=True, key_padding_mask=attention_mask)
         else:
-            masks = full_attention_masks(attention_mask, hidden.dtype, query_length=length, causal=config.is_decoder)
+            masks = full_attention_masks(attention_mask, hidden.dtype, query_length=length,
+                                         key_length=past_length + length, causal=config.is_decoder, device=device)
 
         all_hidden = [hidden] if output_hidden_states else None
         all_probs = [] if output_attentions else None
