@@ -19,6 +19,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from .inputs import check_attention_inputs
 from .layout import BlockPlan, OpTables
@@ -188,6 +189,7 @@ class _MiddleRows(torch.autograd.Function):
         return out.flatten(1, 2)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):
         q, k, v, out, lse = ctx.saved_tensors
         parts = ctx.parts
