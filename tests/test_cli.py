@@ -72,7 +72,7 @@ def test_a_long_document_is_truncated_with_a_warning_naming_it(checkpoints, tmp_
 
 
 def test_qa_json_lines_with_bad_records(checkpoints, tmp_path, capsys):
-    context = made_up_text(300, seed=3)
+    context = made_up_text(150, seed=3)
     records = [
         {"id": "long", "question": "what is it?", "context": context},
         {"id": "no-context", "question": "what?"},

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from .cli_bench import add_bench_parser
 from .cli_embed import EMBED_COMMANDS, add_commands as add_embed_commands
 from .cli_inputs import Document, Problem, read
+from .cli_train import add_train_parser
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -26,7 +27,7 @@ examples:
   bigbird qa --model google/bigbird-base-trivia-itc --question "Who wrote it?" book.txt
   bigbird summarize --model google/bigbird-pegasus-large-arxiv papers.jsonl -o summaries.jsonl
   echo "Paris is the [MASK] of France." | bigbird fill-mask --model google/bigbird-roberta-base
-  bigbird bench                                                # attention benchmark, quick
+  bigbird bench                                                # attention and model benchmarks, quick
 
 exit status: 0 when every document was processed, 1 when some (or all) could not be, 2 on a usage error.
 Problems are reported on standard error, naming the file or record; the other documents are still written."""
@@ -80,7 +81,7 @@ def _settings(pairs: list[str]) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bigbird", description=MAIN_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", metavar="{classify,qa,summarize,fill-mask,bench,warm-start,embed,search}")
+    commands = parser.add_subparsers(dest="command")
     for name, spec in TASKS.items():
         sub = commands.add_parser(name, help=spec["help"], formatter_class=argparse.RawDescriptionHelpFormatter,
                                   description=f"{spec['help'][0].upper()}{spec['help'][1:]}.\n\n"
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                              help="override the checkpoint's generation settings, e.g. num_beams=2 max_new_tokens=128")
     add_bench_parser(commands)
     add_embed_commands(commands)
+    add_train_parser(commands)
     return parser
 
 
@@ -272,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "bench":
             return args.run(args, extra)
-        if args.command in EMBED_COMMANDS:
+        if args.command in EMBED_COMMANDS or args.command == "train":
             return args.run(args)
         return run_task(args)
     except KeyboardInterrupt:

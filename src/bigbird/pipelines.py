@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .pipelines_common import TruncationWarning, as_list, length_sorted_batches, load, padded, truncated
+from .pipelines_common import TruncationWarning, as_list, check_top_k, length_sorted_batches, load, padded, truncated
 from .pipelines_qa import answer
 
 __all__ = ["classify", "answer", "summarize", "fill_mask", "TruncationWarning"]
@@ -29,6 +29,7 @@ def classify(texts: str | Sequence[str], model, tokenizer=None, *, top_k: int = 
     the `top_k` best, best first; a list of them for a list of texts.
     """
     texts, single = as_list(texts, "texts")
+    check_top_k(top_k)
     loaded = load("classify", model, tokenizer, device=device, dtype=dtype, max_length=max_length)
     model, config = loaded.model, loaded.model.config
     names = getattr(config, "id2label", None) or {i: f"LABEL_{i}" for i in range(config.num_labels)}
@@ -82,6 +83,7 @@ def fill_mask(texts: str | Sequence[str], model, tokenizer=None, *, top_k: int =
     "token_id": int, "score": float}, ...], ...]}`: for each mask in order, its `top_k` candidates, best first.
     """
     texts, single = as_list(texts, "texts")
+    check_top_k(top_k)
     loaded = load("fill-mask", model, tokenizer, device=device, dtype=dtype, max_length=max_length)
     model, tokenizer = loaded.model, loaded.tokenizer
     mask_id = tokenizer.mask_token_id
@@ -97,7 +99,7 @@ def fill_mask(texts: str | Sequence[str], model, tokenizer=None, *, top_k: int =
             logits = model(**inputs).logits
             for i, row in enumerate(rows):
                 positions = (inputs["input_ids"][i] == mask_id).nonzero().flatten()
-                best = logits[i, positions].float().softmax(-1).topk(top_k, dim=-1)
+                best = logits[i, positions].float().softmax(-1).topk(min(top_k, logits.shape[-1]), dim=-1)
                 results[row] = {"masks": [
                     [{"token": tokenizer.decode([int(index)]).strip(), "token_id": int(index), "score": float(score)}
                      for score, index in zip(scores, indices)]

@@ -133,6 +133,11 @@ def as_list(texts: str | Sequence[str], name: str) -> tuple[list[str], bool]:
     return texts, single
 
 
+def check_top_k(top_k: int) -> None:
+    if not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k must be a positive int, not {top_k!r}")
+
+
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
     """Indices of the rows, longest first, in groups of `batch_size`: rows of a batch have similar lengths."""
     if batch_size < 1:

@@ -136,9 +136,11 @@ def answer(question: str | Sequence[str], context: str | Sequence[str], model, t
             for i, row in enumerate(rows):
                 first, last, score, null = (value[i].item() for value in found)
                 results[row] = (pieces[row], first, last, score, null)
+    by_document: list[list[tuple[Window, int, int, float, float]]] = [[] for _ in contexts]
+    for result in results:
+        by_document[result[0].document].append(result)
     answers = []
-    for document, text in enumerate(contexts):
-        mine = [result for result in results if result[0].document == document]
+    for text, mine in zip(contexts, by_document):
         best = max(mine, key=lambda result: result[3])
         null = min(result[4] for result in mine)
         if null > best[3]:
