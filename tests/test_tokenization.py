@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import numpy as np
 import pytest
 import torch
 import transformers
@@ -70,6 +71,8 @@ def pair(request, checkpoints):
 def _plain(value):
     if isinstance(value, torch.Tensor):
         return ("tensor", value.dtype, value.tolist())
+    if isinstance(value, np.ndarray):
+        return ("array", value.dtype, value.tolist())
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
     return value
@@ -216,6 +219,124 @@ def test_save_pretrained_loads_in_transformers(pair, tmp_path):
         assert other.all_special_tokens == ours.all_special_tokens
         assert other.model_max_length == ours.model_max_length
         assert_same_output(other(TEXTS, padding=True, **ALL_OUTPUTS), ours(TEXTS, padding=True, **ALL_OUTPUTS))
+
+
+def _features(tokenizer, **options):
+    """Examples as a Dataset hands them to a collator: one dict of unpadded lists per text, with a label."""
+    encoded = tokenizer(TEXTS, **options)
+    return [dict({key: encoded[key][row] for key in encoded}, label=row % 3) for row in range(len(TEXTS))]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(),
+        dict(padding="longest", return_tensors="pt"),
+        dict(padding="max_length", max_length=400, return_tensors="np"),
+        dict(padding=True, pad_to_multiple_of=16, return_attention_mask=True),
+        dict(padding=True, padding_side="left", pad_to_multiple_of=8, return_tensors="pt"),
+        dict(padding=False),
+    ],
+)
+def test_pad_matches_transformers(pair, options):
+    ours, theirs = pair
+    features = _features(theirs, return_token_type_ids=True, return_special_tokens_mask=True)
+    assert_same_output(ours.pad([dict(f) for f in features], **options), theirs.pad([dict(f) for f in features], **options))
+    as_batch = {key: [f[key] for f in features] for key in ("input_ids", "token_type_ids")}
+    assert_same_output(ours.pad(dict(as_batch), **options), theirs.pad(dict(as_batch), **options))
+    single = {"input_ids": features[1]["input_ids"]}
+    assert_same_output(ours.pad(dict(single), **options), theirs.pad(dict(single), **options))
+
+
+def test_pad_tensors_and_encodings(pair):
+    ours, theirs = pair
+    rows = [theirs(text, return_tensors="pt") for text in TEXTS[:4]]
+    as_tensors = [{key: value[0] for key, value in row.items()} for row in rows]
+    mine, reference = ours.pad(as_tensors), theirs.pad(as_tensors)
+    assert isinstance(mine["input_ids"], torch.Tensor)
+    assert_same_output(mine, reference)
+    assert_same_output(ours.pad([ours(text) for text in TEXTS[:4]]), theirs.pad([theirs(text) for text in TEXTS[:4]]))
+    batch = ours(TEXTS[:4], padding=True, return_tensors="np")
+    assert (ours.pad(batch)["input_ids"] == theirs.pad(theirs(TEXTS[:4], padding=True, return_tensors="np"))["input_ids"]).all()
+
+
+@pytest.mark.parametrize("options", [dict(), dict(pad_to_multiple_of=8), dict(padding="max_length", max_length=400)])
+def test_data_collator_with_padding(pair, options):
+    ours, theirs = pair
+    features = _features(theirs)
+    for row, feature in enumerate(features):
+        feature["label"] = row / 4  # a regression target: float32 tensors, as with Transformers
+    mine = transformers.DataCollatorWithPadding(tokenizer=ours, **options)([dict(f) for f in features])
+    reference = transformers.DataCollatorWithPadding(tokenizer=theirs, **options)([dict(f) for f in features])
+    assert_same_output(mine, reference)
+    assert mine["labels"].dtype == torch.float32 and "label" not in mine
+    width = mine["input_ids"].shape[1]
+    assert width == options.get("max_length", width) and width % options.get("pad_to_multiple_of", 1) == 0
+
+
+def test_pad_bad_input(checkpoints):
+    tokenizer = bigbird.BigBirdTokenizer.from_pretrained(checkpoints["bigbird-spm"])
+    with pytest.raises(ValueError, match="input_ids"):
+        tokenizer.pad([{"attention_mask": [1, 1]}])
+    with pytest.raises(TypeError, match="encoded_inputs"):
+        tokenizer.pad("not tokenized")
+    with pytest.raises(ValueError, match="padding_side"):
+        tokenizer.pad({"input_ids": [[1], [1, 2]]}, padding_side="middle")
+    with pytest.raises(ValueError, match="different lengths"):
+        tokenizer.pad({"input_ids": [[1], [1, 2]]}, padding=False, return_tensors="pt")
+    tokenizer.pad_token = None
+    with pytest.raises(ValueError, match="pad_token"):
+        tokenizer.pad({"input_ids": [[1], [1, 2]]})
+
+
+def _fresh(variant, checkpoints):
+    ours, theirs = _classes(variant)
+    return ours.from_pretrained(checkpoints[variant]), theirs.from_pretrained(checkpoints[variant])
+
+
+@pytest.mark.parametrize("variant", ["bigbird-spm", "bigbird-saved", "pegasus-spm", "pegasus-saved"])
+def test_special_tokens_set_and_added(variant, checkpoints, tmp_path):
+    """Setting, adding and saving special and plain tokens does what Transformers does, and Transformers reloads it."""
+    ours, theirs = _fresh(variant, checkpoints)
+    text = "say newword [PAD] zzq <e1> hello <e2> there [MASK]"
+    for tokenizer in (ours, theirs):
+        tokenizer.pad_token = "[PAD]"  # not in the vocabulary: its id is unk's until it is added
+        assert tokenizer.add_tokens(["newword", "hello"]) == 2
+        assert tokenizer.add_tokens("zzq", special_tokens=True) == 1
+        assert tokenizer.add_tokens(["newword"]) == 0
+        new = {"pad_token": "[PAD]", "cls_token": "<cls2>", "extra_special_tokens": ["<e1>", "<e2>"]}
+        assert tokenizer.add_special_tokens(new) == 4
+        tokenizer.mask_token_id = 7
+    assert len(ours) == len(theirs) and ours.get_vocab() == theirs.get_vocab()
+    assert ours.get_added_vocab() == theirs.get_added_vocab()
+    assert ours.special_tokens_map == theirs.special_tokens_map
+    assert ours.all_special_ids == theirs.all_special_ids
+    assert ours.pad_token_id == theirs.pad_token_id == ours.convert_tokens_to_ids("[PAD]")
+    assert_same_output(ours([text, "x"], padding=True), theirs([text, "x"], padding=True))
+    ids = theirs(text)["input_ids"]
+    assert ours.decode(ids, skip_special_tokens=True) == theirs.decode(ids, skip_special_tokens=True)
+    ours.save_pretrained(tmp_path / "ours")
+    theirs.save_pretrained(tmp_path / "theirs")
+    reference = type(theirs).from_pretrained(tmp_path / "theirs")
+    for reloaded in (type(theirs).from_pretrained(tmp_path / "ours"), type(ours).from_pretrained(tmp_path / "ours")):
+        assert len(reloaded) == len(reference)
+        assert reloaded.special_tokens_map == reference.special_tokens_map
+        assert reloaded.all_special_ids == reference.all_special_ids
+        assert_same_output(reloaded([text, "x"], padding=True), reference([text, "x"], padding=True))
+
+
+def test_special_token_setters_reject_bad_values(checkpoints):
+    tokenizer = bigbird.BigBirdTokenizer.from_pretrained(checkpoints["bigbird-spm"])
+    with pytest.raises(TypeError, match="pad_token"):
+        tokenizer.pad_token = 3
+    with pytest.raises(ValueError, match="pad_token_id"):
+        tokenizer.pad_token_id = 10**6
+    with pytest.raises(ValueError, match="'my_token'"):
+        tokenizer.add_special_tokens({"my_token": "<x>"})
+    with pytest.raises(TypeError, match="extra_special_tokens"):
+        tokenizer.add_special_tokens({"extra_special_tokens": "<x>"})
+    tokenizer.pad_token_id = tokenizer.cls_token_id
+    assert tokenizer.pad_token == tokenizer.cls_token
 
 
 def test_mask_strips_the_space_on_its_left(checkpoints):

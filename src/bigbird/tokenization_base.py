@@ -12,8 +12,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from tokenizers import AddedToken, Tokenizer
 
 from .tokenization_files import (
@@ -28,6 +26,7 @@ from .tokenization_files import (
 )
 from .tokenization_inputs import batch_items, padding_and_truncation
 from .tokenization_outputs import BatchEncoding
+from .tokenization_padding import pad_encoded
 
 VERY_LARGE_INTEGER = int(1e30)  # Transformers' "no limit" model_max_length
 _COMMON_OPTIONS = {
@@ -46,11 +45,40 @@ _CLEANUPS = [(" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (
 
 
 def _to_python(ids: Any) -> Any:
-    if isinstance(ids, (torch.Tensor, np.ndarray)):
-        return ids.tolist()
-    if isinstance(ids, np.integer):
-        return int(ids)
-    return ids
+    """Tensors, arrays and NumPy integers as Python lists and ints."""
+    return ids.tolist() if hasattr(ids, "tolist") else ids
+
+
+def _special(token: str | AddedToken) -> AddedToken:
+    """A special token as Transformers adds it: a str becomes an unnormalized, unstripped `AddedToken`."""
+    return AddedToken(token, normalized=False, special=True) if isinstance(token, str) else token
+
+
+def _named_token(key: str, what: str) -> property:
+    def get(self) -> str | None:
+        value = self._named.get(key)
+        return None if value is None else str(value)
+
+    def set(self, value: str | AddedToken | None) -> None:
+        if value is not None and not isinstance(value, (str, AddedToken)):
+            raise TypeError(f"{key} must be a str, an AddedToken or None, not {type(value).__name__}")
+        self._named[key] = value
+
+    return property(get, set, doc=f"{what}, or None. Setting it does not add it to the vocabulary "
+                                  "(`add_special_tokens` does).")  # fmt: skip
+
+
+def _named_token_id(key: str) -> property:
+    def get(self) -> int | None:
+        return self._token_id(self._named.get(key))
+
+    def set(self, index: int | None) -> None:
+        token = None if index is None else self._backend.id_to_token(int(index))
+        if index is not None and token is None:
+            raise ValueError(f"{key}_id {index} is not in the vocabulary (size {len(self)})")
+        self._named[key] = token
+
+    return property(get, set, doc=f"Id of `{key}` (settable to an id of the vocabulary).")
 
 
 class SentencePieceTokenizer:
@@ -164,25 +192,21 @@ class SentencePieceTokenizer:
     def _token_id(self, token) -> int | None:
         return None if token is None else self.convert_tokens_to_ids(str(token))
 
-    bos_token = property(lambda self: self._named_str("bos_token"), doc="Beginning-of-sequence token, or None.")
-    eos_token = property(lambda self: self._named_str("eos_token"), doc="End-of-sequence token, or None.")
-    unk_token = property(lambda self: self._named_str("unk_token"), doc="Unknown token, or None.")
-    sep_token = property(lambda self: self._named_str("sep_token"), doc="Separator token, or None.")
-    pad_token = property(lambda self: self._named_str("pad_token"), doc="Padding token, or None.")
-    cls_token = property(lambda self: self._named_str("cls_token"), doc="Classifier token, or None.")
-    mask_token = property(lambda self: self._named_str("mask_token"), doc="Mask token, or None.")
-    bos_token_id = property(lambda self: self._token_id(self.bos_token), doc="Id of `bos_token`.")
-    eos_token_id = property(lambda self: self._token_id(self.eos_token), doc="Id of `eos_token`.")
-    unk_token_id = property(lambda self: self._token_id(self.unk_token), doc="Id of `unk_token`.")
-    sep_token_id = property(lambda self: self._token_id(self.sep_token), doc="Id of `sep_token`.")
-    pad_token_id = property(lambda self: self._token_id(self.pad_token), doc="Id of `pad_token`.")
-    cls_token_id = property(lambda self: self._token_id(self.cls_token), doc="Id of `cls_token`.")
-    mask_token_id = property(lambda self: self._token_id(self.mask_token), doc="Id of `mask_token`.")
+    bos_token = _named_token("bos_token", "Beginning-of-sequence token")
+    eos_token = _named_token("eos_token", "End-of-sequence token")
+    unk_token = _named_token("unk_token", "Unknown token")
+    sep_token = _named_token("sep_token", "Separator token")
+    pad_token = _named_token("pad_token", "Padding token")
+    cls_token = _named_token("cls_token", "Classifier token")
+    mask_token = _named_token("mask_token", "Mask token")
+    bos_token_id = _named_token_id("bos_token")
+    eos_token_id = _named_token_id("eos_token")
+    unk_token_id = _named_token_id("unk_token")
+    sep_token_id = _named_token_id("sep_token")
+    pad_token_id = _named_token_id("pad_token")
+    cls_token_id = _named_token_id("cls_token")
+    mask_token_id = _named_token_id("mask_token")
     pad_token_type_id = 0
-
-    def _named_str(self, key: str) -> str | None:
-        value = self._named.get(key)
-        return None if value is None else str(value)
 
     @property
     def special_tokens_map(self) -> dict[str, str]:
@@ -191,10 +215,68 @@ class SentencePieceTokenizer:
 
     @property
     def extra_special_tokens(self) -> list[str]:
-        """Special tokens without a name (Pegasus' `<mask_1>`, `<unk_2>`, ...)."""
+        """Special tokens without a name (Pegasus' `<mask_1>`, `<unk_2>`, ...); settable to a list (or None)."""
         return [str(value) for value in self._extras]
 
+    @extra_special_tokens.setter
+    def extra_special_tokens(self, tokens) -> None:
+        if tokens is not None and not isinstance(tokens, (list, tuple)):
+            raise TypeError(f"extra_special_tokens must be a list of tokens, not {type(tokens).__name__}")
+        self._extras = list(tokens or [])
+
     additional_special_tokens = extra_special_tokens
+
+    def add_tokens(self, new_tokens, special_tokens: bool = False) -> int:
+        """Add tokens (str or `AddedToken`, one or a list) that are not yet in the vocabulary; return how many.
+
+        Added tokens are never split; `special_tokens=True` also makes them skippable in `decode`. Resize the
+        model's embeddings to `len(tokenizer)` afterwards.
+        """
+        if not new_tokens:
+            return 0
+        tokens = list(new_tokens) if isinstance(new_tokens, (list, tuple)) else [new_tokens]
+        for token in tokens:
+            if not isinstance(token, (str, AddedToken)):
+                raise TypeError(f"add_tokens takes str or AddedToken tokens, not {type(token).__name__}")
+        if special_tokens:
+            return self._backend.add_special_tokens(tokens)
+        return self._backend.add_tokens(tokens)
+
+    def add_special_tokens(self, special_tokens_dict: dict[str, Any], replace_extra_special_tokens: bool = True) -> int:
+        """Set named special tokens (`{"pad_token": "[PAD]", ...}`) and `extra_special_tokens`, adding the new ones
+        to the vocabulary; return how many were added. As in Transformers, new extra tokens replace the old list
+        unless `replace_extra_special_tokens=False` (the old ones stay in the vocabulary either way).
+        """
+        special_tokens_dict = dict(special_tokens_dict or {})
+        if "additional_special_tokens" in special_tokens_dict and not special_tokens_dict.get("extra_special_tokens"):
+            special_tokens_dict["extra_special_tokens"] = special_tokens_dict.pop("additional_special_tokens")
+        to_add = []
+        for key, value in special_tokens_dict.items():
+            if key == "extra_special_tokens":
+                if not isinstance(value, (list, tuple)) or not all(isinstance(t, (str, AddedToken)) for t in value):
+                    raise TypeError("extra_special_tokens must be a list of str or AddedToken")
+                new = [_special(token) for token in value if replace_extra_special_tokens or str(token) not in
+                       self.extra_special_tokens]  # fmt: skip
+                self._extras = new if replace_extra_special_tokens and new else self._extras + new
+                to_add += new
+            elif key in NAMED_SPECIAL_TOKENS:
+                if not isinstance(value, (str, AddedToken)):
+                    raise TypeError(f"{key} must be a str or an AddedToken, not {type(value).__name__}")
+                self._named[key] = _special(value)
+                to_add.append(self._named[key])
+            else:
+                raise ValueError(f"{key!r} is not a special token name; use one of {[*NAMED_SPECIAL_TOKENS]} "
+                                 "or 'extra_special_tokens'")  # fmt: skip
+        return self.add_tokens(to_add, special_tokens=True)
+
+    @property
+    def added_tokens_decoder(self) -> dict[int, AddedToken]:
+        """Id -> `AddedToken` of every added (never split) token."""
+        return self._backend.get_added_tokens_decoder()
+
+    def get_added_vocab(self) -> dict[str, int]:
+        """Token -> id of the added tokens."""
+        return {str(token): index for index, token in sorted(self.added_tokens_decoder.items())}
 
     @property
     def all_special_tokens(self) -> list[str]:
@@ -385,7 +467,27 @@ class SentencePieceTokenizer:
             if self._backend.padding != target:
                 self._backend.enable_padding(**target)
 
-    def encode(self, text, text_pair=None, add_special_tokens: bool = True, **kwargs) -> list[int] | torch.Tensor:
+    def pad(
+        self,
+        encoded_inputs,
+        padding: bool | str = True,
+        max_length: int | None = None,
+        pad_to_multiple_of: int | None = None,
+        padding_side: str | None = None,
+        return_attention_mask: bool | None = None,
+        return_tensors: str | None = None,
+        verbose: bool = True,
+    ) -> BatchEncoding:
+        """Pad tokenized inputs (a dict of id lists, a dict of batches, or a list of dicts) as Transformers does.
+
+        `padding`: True / 'longest' (to the longest row), 'max_length' (to `max_length`, else `model_max_length`)
+        or False; rows are rounded up to `pad_to_multiple_of`. Tensor or array inputs come back as the same kind
+        unless `return_tensors` says otherwise. This is what `transformers.DataCollatorWithPadding` calls.
+        """
+        return pad_encoded(self, encoded_inputs, padding, max_length, pad_to_multiple_of, padding_side,
+                           return_attention_mask, return_tensors)  # fmt: skip
+
+    def encode(self, text, text_pair=None, add_special_tokens: bool = True, **kwargs) -> Any:
         """The `input_ids` of one text or pair (keyword arguments as for calling the tokenizer)."""
         return self(text, text_pair, add_special_tokens=add_special_tokens, **kwargs)["input_ids"]
 

@@ -2,10 +2,36 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
-import torch
+
+
+def _is_torch_tensor(value: Any) -> bool:
+    torch = sys.modules.get("torch")  # a tensor exists only if torch was imported: no import needed to check
+    return torch is not None and isinstance(value, torch.Tensor)
+
+
+def is_tensor_or_array(value: Any) -> bool:
+    """Whether `value` is a `torch.Tensor` or a `numpy.ndarray` (or NumPy scalar)."""
+    return isinstance(value, (np.ndarray, np.generic)) or _is_torch_tensor(value)
+
+
+def _array(key: str, value: Any) -> np.ndarray:
+    """`value` as an array: ints as int64, floats as they come, empty as int64 (Transformers' dtypes)."""
+    try:
+        array = np.asarray(value)
+    except ValueError:
+        array = None
+    if array is None or array.dtype == object:
+        raise ValueError(
+            f"cannot make a tensor of {key!r}: its rows have different lengths; pass padding=True "
+            "(and truncation=True for texts longer than max_length)"
+        )
+    if array.size == 0 or array.dtype.kind in "iu":
+        array = array.astype(np.int64, copy=False)
+    return array
 
 
 class BatchEncoding(dict):
@@ -61,20 +87,22 @@ class BatchEncoding(dict):
         if tensor_type not in ("pt", "np"):
             raise ValueError(f"return_tensors must be 'pt', 'np' or None, not {tensor_type!r}")
         for key, value in self.items():
-            if isinstance(value, (torch.Tensor, np.ndarray)):
+            if tensor_type == "np" and isinstance(value, np.ndarray) or tensor_type == "pt" and _is_torch_tensor(value):
                 continue
-            if value and isinstance(value[0], list) and len({len(row) for row in value}) > 1:
-                raise ValueError(
-                    f"cannot make a tensor of {key!r}: its rows have different lengths; pass padding=True "
-                    "(and truncation=True for texts longer than max_length)"
-                )
-            array = np.asarray(value, dtype=np.int64)
-            self[key] = torch.from_numpy(array) if tensor_type == "pt" else array
+            array = value.numpy(force=True) if _is_torch_tensor(value) else _array(key, value)
+            if tensor_type == "pt":
+                import torch
+
+                if array.dtype == np.float64 and isinstance(value, list):
+                    array = array.astype(np.float32)  # as torch.tensor(python floats) in Transformers
+                self[key] = torch.from_numpy(array)
+            else:
+                self[key] = array
         return self
 
-    def to(self, device: str | torch.device) -> BatchEncoding:
-        """Move every tensor to `device` and return self."""
+    def to(self, device) -> BatchEncoding:
+        """Move every tensor to `device` (a `torch.device` or its name) and return self."""
         for key, value in self.items():
-            if isinstance(value, torch.Tensor):
+            if _is_torch_tensor(value):
                 self[key] = value.to(device)
         return self
