@@ -137,6 +137,28 @@ def test_every_subcommand_says_what_it_does_with_an_example(command, capsys):
     assert "example" in capsys.readouterr().out
 
 
+def test_bad_options_are_usage_errors(capsys):
+    for argv in (["classify", "-m", "x", "--batch-size", "0"], ["qa", "-m", "x", "--stride", "-1"],
+                 ["fill-mask", "-m", "x", "--top-k", "many"], ["classify", "a.txt"]):
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        assert stop.value.code == 2
+    assert "--model" in capsys.readouterr().err
+
+
+def test_a_progress_bar_on_a_terminal(checkpoints, tmp_path, monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    document = tmp_path / "a.txt"
+    document.write_text("a few words")
+    assert main(["classify", "-m", str(checkpoints["classify"]), str(document)]) == 0
+    assert "1/1" in terminal.getvalue() and "doc" in terminal.getvalue()
+
+
 def test_no_subcommand_prints_the_overview(capsys):
     assert main([]) == 2
     assert "examples:" in capsys.readouterr().out

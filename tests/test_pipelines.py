@@ -75,6 +75,16 @@ def test_classify_truncates_a_long_document_with_a_warning(classifier, checkpoin
     assert shorter["score"] == pytest.approx(expected.max().item(), abs=1e-5)
 
 
+def test_classify_with_a_pegasus_checkpoint(checkpoints):
+    model = bigbird.BigBirdPegasusForSequenceClassification.from_pretrained(checkpoints["classify-pegasus"])
+    tokenizer = bigbird.PegasusTokenizer.from_pretrained(checkpoints["classify-pegasus"])
+    texts = [made_up_text(words, seed) for seed, words in enumerate([4, 9])]
+    for text, result in zip(texts, classify(texts, checkpoints["classify-pegasus"], top_k=3, batch_size=1)):
+        probabilities = _direct_probabilities(model, tokenizer, text)
+        assert [entry["score"] for entry in result["labels"]] == pytest.approx(
+            probabilities.sort(descending=True).values.tolist(), abs=1e-5)
+
+
 def test_classify_dtype_and_device(checkpoints):
     result = classify("some text", checkpoints["classify"], dtype="bfloat16", device="cpu")
     assert result["label"] in LABELS.values() and 0 < result["score"] <= 1

@@ -34,11 +34,21 @@ def _bigbird(name: str, tokenizer, directory: Path, **extra) -> Path:
     return directory
 
 
+def _pegasus_config(tokenizer, **extra) -> transformers.BigBirdPegasusConfig:
+    return transformers.BigBirdPegasusConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
+                                             eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=0,
+                                             **PEGASUS, **extra)
+
+
+def _pegasus_classifier(tokenizer, directory: Path) -> Path:
+    config = _pegasus_config(tokenizer, id2label=LABELS, label2id={label: i for i, label in LABELS.items()})
+    transformers.BigBirdPegasusForSequenceClassification(config).eval().save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
 def _pegasus(tokenizer, directory: Path) -> Path:
-    config = transformers.BigBirdPegasusConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id,
-                                               eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=0,
-                                               **PEGASUS)
-    model = transformers.BigBirdPegasusForConditionalGeneration(config).eval()
+    model = transformers.BigBirdPegasusForConditionalGeneration(_pegasus_config(tokenizer)).eval()
     model.generation_config = transformers.GenerationConfig(
         max_length=12, min_length=3, num_beams=2, length_penalty=0.8, no_repeat_ngram_size=3,
         decoder_start_token_id=0, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
@@ -48,7 +58,8 @@ def _pegasus(tokenizer, directory: Path) -> Path:
 
 
 def build(root: Path) -> dict[str, Path]:
-    """Checkpoint directories under `root`: 'classify', 'qa', 'fill-mask' (BigBird) and 'summarize' (Pegasus)."""
+    """Checkpoint directories under `root`: 'classify', 'qa', 'fill-mask' (BigBird), 'summarize' and
+    'classify-pegasus' (BigBird-Pegasus)."""
     torch.manual_seed(0)
     corpus = write_corpus(root / "corpus.txt", lines=600)
     bigbird_tokenizer = transformers.BigBirdTokenizer.from_pretrained(train_spm(corpus, root / "spm-bb", "bigbird").parent)
@@ -59,6 +70,7 @@ def build(root: Path) -> dict[str, Path]:
         "qa": _bigbird("BigBirdForQuestionAnswering", bigbird_tokenizer, root / "qa"),
         "fill-mask": _bigbird("BigBirdForMaskedLM", bigbird_tokenizer, root / "fill-mask"),
         "summarize": _pegasus(pegasus_tokenizer, root / "summarize"),
+        "classify-pegasus": _pegasus_classifier(pegasus_tokenizer, root / "classify-pegasus"),
     }
 
 

@@ -78,6 +78,19 @@ def _settings(pairs: list[str]) -> dict:
     return settings
 
 
+def _positive(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number (0 or more), got {text!r}")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bigbird", description=MAIN_HELP,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -90,22 +103,22 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--model", "-m", required=True, help="checkpoint directory or Hugging Face Hub id")
         sub.add_argument("--output", "-o", help="write the JSON lines to this file instead of standard output")
         sub.add_argument("--jsonl", action="store_true", help="read every input as JSON lines")
-        sub.add_argument("--batch-size", type=int, default=8 if name != "summarize" else 4,
+        sub.add_argument("--batch-size", type=_positive, default=8 if name != "summarize" else 4,
                          help="documents (qa: windows) per forward pass (default: %(default)s)")
-        sub.add_argument("--max-length", type=int,
+        sub.add_argument("--max-length", type=_positive,
                          help="tokens per window (default: the model's, e.g. 4096); longer documents are "
                               + ("read in overlapping windows" if name == "qa" else "truncated, with a warning"))
         sub.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
         sub.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="weights dtype (default: float32)")
         if name in ("classify", "fill-mask"):
-            sub.add_argument("--top-k", type=int, default=1 if name == "classify" else 5,
+            sub.add_argument("--top-k", type=_positive, default=1 if name == "classify" else 5,
                              help="how many labels / candidates to list (default: %(default)s)")
         if name == "qa":
             sub.add_argument("--question", "-q", help="the question for every document (JSON records may carry "
                                                       "their own)")
-            sub.add_argument("--stride", type=int, help="context tokens shared by neighbouring windows "
+            sub.add_argument("--stride", type=_count, help="context tokens shared by neighbouring windows "
                                                         "(default: min(128, half a window's context))")
-            sub.add_argument("--max-answer-length", type=int, default=30, help="in tokens (default: %(default)s)")
+            sub.add_argument("--max-answer-length", type=_positive, default=30, help="in tokens (default: %(default)s)")
         if name == "summarize":
             sub.add_argument("--generate", nargs="+", default=[], metavar="KEY=VALUE",
                              help="override the checkpoint's generation settings, e.g. num_beams=2 max_new_tokens=128")
@@ -245,7 +258,7 @@ def run_task(args) -> int:
                 output.write(json.dumps({"id": document.id, **result}, ensure_ascii=False) + "\n")
                 reporter.done += 1
 
-            chunk_size = 4 * max(args.batch_size, 1)
+            chunk_size = 4 * args.batch_size
             for start in range(0, len(ready), chunk_size):
                 chunk = ready[start:start + chunk_size]
                 _run_chunk(run, chunk, reporter, write)
