@@ -29,18 +29,11 @@ from bigbird.ops import block_plan, block_sparse_attention
 HEADS, HEAD_DIM, BLOCK, RANDOM = 12, 64, 64, 3
 
 
-def resident_mb() -> float:
+def status_mb(field: str) -> float:
+    """A memory line of /proc/self/status (VmRSS: resident now, VmHWM: high-water mark) in MB."""
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmRSS"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def peak_mb() -> float:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmHWM"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -53,10 +46,10 @@ def reset_peak() -> None:
 def measure(fn, repeats: int) -> tuple[float, float]:
     """Median seconds over `repeats` runs after one warm-up, and the peak extra MB of the warm-up."""
     gc.collect()
-    before = resident_mb()
+    before = status_mb("VmRSS")
     reset_peak()
     fn()
-    extra = peak_mb() - before
+    extra = status_mb("VmHWM") - before
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
