@@ -14,6 +14,7 @@ from .cli_bench import add_bench_parser
 from .cli_embed import EMBED_COMMANDS, add_commands as add_embed_commands
 from .cli_inputs import Document, Problem, read
 from .cli_train import add_train_parser
+from .cli_train import add_train_parser
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -124,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
                              help="override the checkpoint's generation settings, e.g. num_beams=2 max_new_tokens=128")
     add_bench_parser(commands)
     add_embed_commands(commands)
+    add_train_parser(commands)
     add_train_parser(commands)
     return parser
 

@@ -1,0 +1,77 @@
+"""Tiny checkpoints and data files for the training tests: a word-level tokenizer over a few dozen made-up
+words, tiny BigBird / BigBird-Pegasus models written with our `save_pretrained`, and a synthetic long-range
+classification task whose label is a marker word planted beyond token 1,000 of a 2,048-token document."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import transformers
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+import bigbird
+
+FILLER = [f"w{i}" for i in range(24)]
+MARKERS = {"alpha": "m0", "beta": "m1", "gamma": "m2", "delta": "m3"}
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "</s>"]
+LENGTH = 2048  # tokens with [CLS] and [SEP]
+
+
+def write_tokenizer(directory: Path, model_max_length: int = LENGTH) -> Path:
+    """A WordLevel tokenizer.json ([CLS] text [SEP], pairs with a second [SEP]) saved as a checkpoint has it."""
+    words = SPECIALS + FILLER + list(MARKERS.values()) + ["the", "answer", "is", "who", "what", "where", "."]
+    backend = Tokenizer(models.WordLevel({word: i for i, word in enumerate(words)}, unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    wrapped = transformers.PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]",
+        mask_token="[MASK]", eos_token="</s>", model_max_length=model_max_length)
+    wrapped.save_pretrained(directory)
+    return directory
+
+
+def tiny_bigbird(directory: Path, *, layers: int = 1, hidden: int = 32, positions: int = LENGTH, block_size: int = 32,
+                 dropout: float = 0.0, model_max_length: int | None = None) -> Path:
+    """A random base BigBird (no head) with the word-level tokenizer: heads are initialised when training starts."""
+    write_tokenizer(directory, model_max_length or positions)
+    config = bigbird.BigBirdConfig(
+        vocab_size=len(SPECIALS) + len(FILLER) + len(MARKERS) + 7, hidden_size=hidden, num_hidden_layers=layers,
+        num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=positions,
+        block_size=block_size, num_random_blocks=2, hidden_dropout_prob=dropout,
+        attention_probs_dropout_prob=dropout, pad_token_id=0, sep_token_id=3, initializer_range=0.05)
+    bigbird.BigBirdModel(config).save_pretrained(directory)
+    return directory
+
+
+def tiny_pegasus(directory: Path, positions: int = 256) -> Path:
+    """A random BigBird-Pegasus summarizer with the word-level tokenizer ([PAD] 0, </s> 5)."""
+    write_tokenizer(directory, positions)
+    config = bigbird.BigBirdPegasusConfig(
+        vocab_size=len(SPECIALS) + len(FILLER) + len(MARKERS) + 7, d_model=32, encoder_layers=1, decoder_layers=1,
+        encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
+        max_position_embeddings=positions, block_size=16, num_random_blocks=2, dropout=0.0, attention_dropout=0.0,
+        pad_token_id=0, eos_token_id=5, decoder_start_token_id=0)
+    bigbird.BigBirdPegasusForConditionalGeneration(config).save_pretrained(directory)
+    return directory
+
+
+def long_range_records(count: int, seed: int, length: int = LENGTH, plant_from: int = 1000) -> list[dict]:
+    """Documents of `length` - 2 filler words with one marker word planted at word `plant_from` or later; the
+    label names the marker."""
+    rng = random.Random(seed)
+    names = list(MARKERS)
+    records = []
+    for _ in range(count):
+        words = [rng.choice(FILLER) for _ in range(length - 2)]
+        label = rng.choice(names)
+        words[rng.randrange(plant_from, length - 2)] = MARKERS[label]
+        records.append({"text": " ".join(words), "label": label})
+    return records
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    return path
