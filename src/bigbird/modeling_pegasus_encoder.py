@@ -82,7 +82,7 @@ class PegasusEncoder(nn.Module):
             hidden, attention_mask = self._pad_to_block_size(hidden, attention_mask)
             masks = AttentionMasks(sparse=True, key_padding_mask=attention_mask)
         else:
-            masks = full_attention_masks(attention_mask, hidden.dtype, query_length=length)
+            masks = full_attention_masks(attention_mask, hidden.dtype, query_length=length, key_length=length)
 
         all_hidden, attentions = [], []
         for layer in self.layers:
