@@ -116,6 +116,15 @@ def test_a_checkpoint_for_another_task_is_refused(checkpoints, capsys):
     assert status == 1 and "nowhere" in err
 
 
+def test_unwritable_output_and_unknown_generation_settings(checkpoints, tmp_path, capsys):
+    document = tmp_path / "a.txt"
+    document.write_text("words")
+    status, _, err = _run(capsys, "classify", "-m", checkpoints["classify"], document, "-o", tmp_path / "no" / "x")
+    assert status == 1 and "cannot write" in err
+    status, lines, err = _run(capsys, "summarize", "-m", checkpoints["summarize"], document, "--generate", "beams=2")
+    assert status == 1 and lines == [] and "beams" in err
+
+
 def test_summarize_and_fill_mask(checkpoints, monkeypatch, capsys):
     _stdin(monkeypatch, json.dumps({"id": "x", "text": made_up_text(6)}).encode() + b"\n")
     status, lines, _ = _run(capsys, "summarize", "-m", checkpoints["summarize"], "--jsonl", "--generate",
@@ -139,7 +148,8 @@ def test_every_subcommand_says_what_it_does_with_an_example(command, capsys):
 
 def test_bad_options_are_usage_errors(capsys):
     for argv in (["classify", "-m", "x", "--batch-size", "0"], ["qa", "-m", "x", "--stride", "-1"],
-                 ["fill-mask", "-m", "x", "--top-k", "many"], ["classify", "a.txt"]):
+                 ["fill-mask", "-m", "x", "--top-k", "many"], ["summarize", "-m", "x", "--generate", "beams"],
+                 ["classify", "a.txt"]):
         with pytest.raises(SystemExit) as stop:
             main(argv)
         assert stop.value.code == 2

@@ -14,7 +14,6 @@ from .cli_bench import add_bench_parser
 from .cli_embed import EMBED_COMMANDS, add_commands as add_embed_commands
 from .cli_inputs import Document, Problem, read
 from .cli_train import add_train_parser
-from .cli_train import add_train_parser
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -65,18 +64,15 @@ TASKS = {
 }
 
 
-def _settings(pairs: list[str]) -> dict:
-    """KEY=VALUE strings as a dict; values are read as JSON when they parse (numbers, true, ...)."""
-    settings = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise argparse.ArgumentTypeError(f"--generate takes KEY=VALUE pairs, got {pair!r}")
-        try:
-            settings[key] = json.loads(value)
-        except json.JSONDecodeError:
-            settings[key] = value
-    return settings
+def _setting(pair: str) -> tuple[str, object]:
+    """KEY=VALUE as (key, value); the value is read as JSON when it parses (numbers, true, ...)."""
+    key, sep, value = pair.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {pair!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def _positive(text: str) -> int:
@@ -121,11 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                         "(default: min(128, half a window's context))")
             sub.add_argument("--max-answer-length", type=_positive, default=30, help="in tokens (default: %(default)s)")
         if name == "summarize":
-            sub.add_argument("--generate", nargs="+", default=[], metavar="KEY=VALUE",
+            sub.add_argument("--generate", nargs="+", default=[], metavar="KEY=VALUE", type=_setting,
                              help="override the checkpoint's generation settings, e.g. num_beams=2 max_new_tokens=128")
     add_bench_parser(commands)
     add_embed_commands(commands)
-    add_train_parser(commands)
     add_train_parser(commands)
     return parser
 
@@ -164,7 +159,8 @@ def _pipeline(command: str, args) -> tuple[Callable[[list[dict]], list[dict]], l
     if command == "fill-mask":
         return (lambda docs: pipelines.fill_mask([d["text"] for d in docs], top_k=args.top_k, **common)), caught
     if command == "summarize":
-        settings = _settings(args.generate)
+        settings = dict(args.generate)
+        loaded.model.generation_config.merged(**settings)  # unknown settings fail here, before any document
         return (lambda docs: pipelines.summarize([d["text"] for d in docs], generate_kwargs=settings,
                                                  **common)), caught
     return (lambda docs: pipelines.answer([d["question"] for d in docs], [d["context"] for d in docs],
@@ -222,7 +218,6 @@ def _describe(error: Exception) -> str:
 
 
 def run_task(args) -> int:
-    reporter = Reporter(args.command)
     if args.command == "qa" and args.question is None and not args.jsonl \
             and not any(source.endswith(".jsonl") for source in args.inputs):
         print("bigbird qa: error: pass --question, or JSON-lines records with a question and a context",
@@ -232,6 +227,20 @@ def run_task(args) -> int:
         print(f"bigbird {args.command}: error: no input: name files or a directory, or pipe text in "
               f"(see bigbird {args.command} --help)", file=sys.stderr)
         return EXIT_USAGE
+    try:
+        output = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+    except OSError as error:
+        print(f"bigbird {args.command}: error: cannot write {args.output}: {error.strerror}", file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        return _run_documents(args, output)
+    finally:
+        if output is not sys.stdout:
+            output.close()
+
+
+def _run_documents(args, output) -> int:
+    reporter = Reporter(args.command)
     try:
         run, caught = _pipeline(args.command, args)
     except Exception as error:
@@ -253,22 +262,17 @@ def run_task(args) -> int:
 
     from tqdm import tqdm
 
-    output = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    try:
-        with tqdm(total=len(ready), unit="doc", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
-            def write(document: Document, result: dict) -> None:
-                output.write(json.dumps({"id": document.id, **result}, ensure_ascii=False) + "\n")
-                reporter.done += 1
+    def write(document: Document, result: dict) -> None:
+        output.write(json.dumps({"id": document.id, **result}, ensure_ascii=False) + "\n")
+        reporter.done += 1
 
-            chunk_size = 4 * args.batch_size
-            for start in range(0, len(ready), chunk_size):
-                chunk = ready[start:start + chunk_size]
-                _run_chunk(run, chunk, reporter, write)
-                output.flush()
-                bar.update(len(chunk))
-    finally:
-        if output is not sys.stdout:
-            output.close()
+    with tqdm(total=len(ready), unit="doc", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
+        chunk_size = 4 * args.batch_size
+        for start in range(0, len(ready), chunk_size):
+            chunk = ready[start:start + chunk_size]
+            _run_chunk(run, chunk, reporter, write)
+            output.flush()
+            bar.update(len(chunk))
     if reporter.failed:
         total = reporter.done + reporter.failed
         print(f"bigbird {args.command}: {reporter.done} of {total} documents done, {reporter.failed} failed",
