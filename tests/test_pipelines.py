@@ -26,7 +26,8 @@ def _loaded(checkpoints, task: str):
                        "fill-mask": bigbird.BigBirdForMaskedLM,
                        "summarize": bigbird.BigBirdPegasusForConditionalGeneration}[task]
         tokenizer_class = bigbird.PegasusTokenizer if family == "pegasus" else bigbird.BigBirdTokenizer
-        _MODELS[task] = (model_class.from_pretrained(checkpoints[task]), tokenizer_class.from_pretrained(checkpoints[task]))
+        directory = checkpoints[task]
+        _MODELS[task] = (model_class.from_pretrained(directory), tokenizer_class.from_pretrained(directory))
     return _MODELS[task]
 
 

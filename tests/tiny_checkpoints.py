@@ -62,8 +62,8 @@ def build(root: Path) -> dict[str, Path]:
     'classify-pegasus' (BigBird-Pegasus)."""
     torch.manual_seed(0)
     corpus = write_corpus(root / "corpus.txt", lines=600)
-    bigbird_tokenizer = transformers.BigBirdTokenizer.from_pretrained(train_spm(corpus, root / "spm-bb", "bigbird").parent)
-    pegasus_tokenizer = transformers.PegasusTokenizer.from_pretrained(train_spm(corpus, root / "spm-pg", "pegasus").parent)
+    bigbird_tokenizer = transformers.BigBirdTokenizer.from_pretrained(train_spm(corpus, root / "bb", "bigbird").parent)
+    pegasus_tokenizer = transformers.PegasusTokenizer.from_pretrained(train_spm(corpus, root / "pg", "pegasus").parent)
     return {
         "classify": _bigbird("BigBirdForSequenceClassification", bigbird_tokenizer, root / "classify",
                              id2label=LABELS, label2id={label: i for i, label in LABELS.items()}),
