@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 
 import numpy as np
@@ -139,7 +140,12 @@ def test_pairs(pair):
 )
 def test_batches_padding_truncation(pair, options):
     ours, theirs = pair
-    assert_same_output(ours(TEXTS, **options), theirs(TEXTS, **options))
+    mine, reference = ours(TEXTS, **options), theirs(TEXTS, **options)
+    assert_same_output(mine, reference)
+    for row in (0, 5, 9):  # tokens and words come from a second, full encoding when offsets were not asked for
+        assert mine.tokens(row) == reference.tokens(row)
+        assert mine.word_ids(row) == reference.word_ids(row)
+        assert mine.sequence_ids(row) == reference.sequence_ids(row)
     questions, contexts = [q for q, _ in PAIRS], [c for _, c in PAIRS]
     assert_same_output(ours(questions, contexts, **options), theirs(questions, contexts, **options))
 
@@ -241,7 +247,7 @@ def _features(tokenizer, **options):
 def test_pad_matches_transformers(pair, options):
     ours, theirs = pair
     features = _features(theirs, return_token_type_ids=True, return_special_tokens_mask=True)
-    assert_same_output(ours.pad([dict(f) for f in features], **options), theirs.pad([dict(f) for f in features], **options))
+    assert_same_output(ours.pad([dict(f) for f in features], **options), theirs.pad(features, **options))
     as_batch = {key: [f[key] for f in features] for key in ("input_ids", "token_type_ids")}
     assert_same_output(ours.pad(dict(as_batch), **options), theirs.pad(dict(as_batch), **options))
     single = {"input_ids": features[1]["input_ids"]}
@@ -256,8 +262,8 @@ def test_pad_tensors_and_encodings(pair):
     assert isinstance(mine["input_ids"], torch.Tensor)
     assert_same_output(mine, reference)
     assert_same_output(ours.pad([ours(text) for text in TEXTS[:4]]), theirs.pad([theirs(text) for text in TEXTS[:4]]))
-    batch = ours(TEXTS[:4], padding=True, return_tensors="np")
-    assert (ours.pad(batch)["input_ids"] == theirs.pad(theirs(TEXTS[:4], padding=True, return_tensors="np"))["input_ids"]).all()
+    arrays = theirs(TEXTS[:4], return_tensors="np", padding=True)
+    assert_same_output(ours.pad(dict(arrays), pad_to_multiple_of=64), theirs.pad(dict(arrays), pad_to_multiple_of=64))
 
 
 @pytest.mark.parametrize("options", [dict(), dict(pad_to_multiple_of=8), dict(padding="max_length", max_length=400)])
@@ -403,6 +409,14 @@ def test_constructor_reads_the_files_directly(checkpoints):
         assert direct.model_max_length == 128
 
 
+def test_encoding_pickles_with_its_tokens(checkpoints):
+    tokenizer = bigbird.BigBirdTokenizer.from_pretrained(checkpoints["bigbird-spm"])
+    encoded = tokenizer(TEXTS[:3], padding=True)
+    copy = pickle.loads(pickle.dumps(encoded))
+    full = tokenizer(TEXTS[:3], padding=True, return_offsets_mapping=True)  # keeps its encodings
+    assert copy == encoded and copy.tokens(1) == encoded.tokens(1) == full.tokens(1)
+
+
 def test_bytes_are_read_as_utf8(checkpoints):
     tokenizer = bigbird.BigBirdTokenizer.from_pretrained(checkpoints["bigbird-spm"])
     assert tokenizer("café".encode())["input_ids"] == tokenizer("café")["input_ids"]
@@ -430,6 +444,38 @@ def test_corrupt_tokenizer_json(tmp_path):
     (tmp_path / "tokenizer.json").write_text("{not json")
     with pytest.raises(ValueError, match="tokenizer.json"):
         bigbird.PegasusTokenizer.from_pretrained(tmp_path)
+
+
+def test_spiece_parser_matches_protobuf(tmp_path, checkpoints):
+    """Pieces in the usual encoding and in the odd ones (long, unset score or type, explicit defaults)."""
+    from sentencepiece import sentencepiece_model_pb2
+
+    from bigbird.tokenization_spm import read_sentencepiece_model
+
+    proto = sentencepiece_model_pb2.ModelProto()
+    proto.ParseFromString((checkpoints["pegasus-spm"] / "spiece.model").read_bytes())
+    odd = [("▁" + "long" * 40, -3.5, 4), ("é" * 70, None, None), ("▁東京", -1.25, 1), ("x", 0.0, 3)]
+    for text, score, kind in odd:
+        piece = proto.pieces.add()
+        piece.piece = text
+        if score is not None:
+            piece.score = score
+        if kind is not None:
+            piece.type = kind
+    path = tmp_path / "spiece.model"
+    path.write_bytes(proto.SerializeToString())
+    model = read_sentencepiece_model(path)
+    assert list(zip(model.pieces, model.scores, model.types)) == [(p.piece, p.score, p.type) for p in proto.pieces]
+    assert model.precompiled_charsmap == proto.normalizer_spec.precompiled_charsmap
+    spec = proto.trainer_spec
+    ids = (model.unk_id, model.bos_id, model.eos_id, model.pad_id)
+    assert ids == (spec.unk_id, spec.bos_id, spec.eos_id, spec.pad_id)
+    data = path.read_bytes()
+    for broken in (data.replace("▁東京".encode(), b"\xe2\x96\xe6\x9d\xb1\xff\xac", 1),
+                   data.replace(("é" * 70).encode(), b"\xc3" * 140, 1)):  # fmt: skip
+        path.write_bytes(broken)
+        with pytest.raises(ValueError, match="spiece.model.*corrupt"):
+            read_sentencepiece_model(path)
 
 
 def test_model_without_needed_special_pieces(tmp_path, checkpoints):

@@ -23,8 +23,15 @@ SPIECE_UNDERLINE = "▁"
 
 def _vocabulary(sources: TokenizerSources) -> list[tuple[str, float]]:
     if sources.spm is not None:
-        return [(piece.piece, piece.score) for piece in sources.spm.pieces]
+        return list(zip(sources.spm.pieces, sources.spm.scores))
     return sources.vocab_from_json()
+
+
+def _index(vocab: list, entry: tuple[str, float], start: int = 0) -> int | None:
+    try:
+        return vocab.index(entry, start)
+    except ValueError:
+        return None
 
 
 def _source_name(sources: TokenizerSources) -> str:
@@ -70,10 +77,11 @@ class BigBirdTokenizer(SentencePieceTokenizer):
     def _default_extra_special_tokens(self, config: dict[str, Any], sources: TokenizerSources) -> list:
         if sources.spm is None:
             return []
+        spm = sources.spm
         return [
-            AddedToken(piece.piece, normalized=False, special=piece.type == CONTROL)
-            for piece in sources.spm.pieces
-            if piece.type in (CONTROL, USER_DEFINED)
+            AddedToken(piece, normalized=False, special=kind == CONTROL)
+            for piece, kind in zip(spm.pieces, spm.types)
+            if kind in (CONTROL, USER_DEFINED)
         ]
 
     def _build_backend(self, config: dict[str, Any], sources: TokenizerSources) -> Tokenizer:
@@ -81,9 +89,10 @@ class BigBirdTokenizer(SentencePieceTokenizer):
         unk = self.unk_token
         if unk is None:
             raise ValueError("BigBirdTokenizer needs an unk_token")
-        if (unk, 0.0) not in vocab:
+        unk_id = _index(vocab, (unk, 0.0))
+        if unk_id is None:
             raise ValueError(f"{_source_name(sources)} has no {unk!r} piece with score 0: BigBird needs one")
-        backend = Tokenizer(Unigram(vocab, unk_id=vocab.index((unk, 0.0)), byte_fallback=False))
+        backend = Tokenizer(Unigram(vocab, unk_id=unk_id, byte_fallback=False))
         backend.normalizer = normalizers.Sequence(
             [normalizers.Strip(left=False, right=False), normalizers.Replace(Regex(" {2,}"), SPIECE_UNDERLINE)]
         )
@@ -127,8 +136,8 @@ class PegasusTokenizer(SentencePieceTokenizer):
         """Transformers' layout: pad, eos, the mask tokens, <unk_2>..<unk_{offset-1}>, then pieces 2.. of the file."""
         pieces = sources.spm.pieces
         pad, eos = str(config.get("pad_token", "<pad>")), str(config.get("eos_token", "</s>"))
-        if len(pieces) < 3 or pieces[0].piece != pad or pieces[1].piece != eos:
-            found = [piece.piece for piece in pieces[:2]]
+        if len(pieces) < 3 or pieces[0] != pad or pieces[1] != eos:
+            found = pieces[:2]
             raise ValueError(
                 f"{sources.spm_path} does not have Pegasus' layout: pieces 0 and 1 must be {pad!r} and {eos!r}, "
                 f"found {found}"
@@ -141,14 +150,15 @@ class PegasusTokenizer(SentencePieceTokenizer):
         if mask_sent not in ("None", mask):
             head.append((mask_sent, 0.0))
         head += [(f"<unk_{i}>", -100.0) for i in range(2, self.offset)]
-        return head + [(piece.piece, piece.score) for piece in pieces[2:]]
+        return head + list(zip(pieces[2:], sources.spm.scores[2:]))
 
     def _build_backend(self, config: dict[str, Any], sources: TokenizerSources) -> Tokenizer:
         vocab = self._spm_vocabulary(config, sources) if sources.spm is not None else sources.vocab_from_json()
         unk = self.unk_token
-        if unk is None or (unk, 0.0) not in vocab[1:]:
+        unk_id = None if unk is None else _index(vocab, (unk, 0.0), 1)
+        if unk_id is None:
             raise ValueError(f"{_source_name(sources)} has no {unk!r} piece with score 0: Pegasus needs one")
-        backend = Tokenizer(Unigram(vocab, unk_id=vocab.index((unk, 0.0), 1), byte_fallback=False))
+        backend = Tokenizer(Unigram(vocab, unk_id=unk_id, byte_fallback=False))
         charsmap = sources.precompiled_charsmap()
         if charsmap is not None:
             steps = [normalizers.Precompiled(charsmap), normalizers.Replace(Regex(" {2,}"), " ")]

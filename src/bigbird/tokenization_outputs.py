@@ -41,9 +41,11 @@ class BatchEncoding(dict):
     `.sequence_ids(i)` describe row `i`; `.to(device)` moves its tensors.
     """
 
-    def __init__(self, data: dict[str, Any] | None = None, encodings=None, tensor_type: str | None = None):
+    def __init__(self, data: dict[str, Any] | None = None, encodings=None, tensor_type: str | None = None,
+                 encode_again=None):  # fmt: skip
         super().__init__(data or {})
         self._encodings = encodings
+        self._encode_again = encode_again  # gives the encodings when they were not kept (see the tokenizer's call)
         if tensor_type is not None:
             self.convert_to_tensors(tensor_type)
 
@@ -54,19 +56,22 @@ class BatchEncoding(dict):
             raise AttributeError(f"this BatchEncoding has no {name!r}: it holds {sorted(self)}") from None
 
     def __getstate__(self):
-        return {"data": dict(self), "encodings": self._encodings}
+        return {"data": dict(self), "encodings": self.encodings}
 
     def __setstate__(self, state):
         self.update(state["data"])
         self._encodings = state["encodings"]
+        self._encode_again = None
 
     @property
     def encodings(self):
         """The `tokenizers.Encoding` of each row, or None for an encoding built from plain lists."""
+        if self._encodings is None and self._encode_again is not None:
+            self._encodings, self._encode_again = self._encode_again(), None
         return self._encodings
 
     def _encoding(self, batch_index: int):
-        if not self._encodings:
+        if not self.encodings:
             raise ValueError("this BatchEncoding was not produced by a tokenizer call: it has no token information")
         return self._encodings[batch_index]
 
