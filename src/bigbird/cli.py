@@ -10,9 +10,11 @@ import sys
 import warnings
 from collections.abc import Callable
 
+from tqdm import tqdm
+
 from .cli_bench import add_bench_parser
 from .cli_embed import EMBED_COMMANDS, add_commands as add_embed_commands
-from .cli_inputs import Document, Problem, read
+from .cli_inputs import Document, read
 from .cli_train import add_train_parser
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -169,7 +171,7 @@ def _pipeline(command: str, args) -> tuple[Callable[[list[dict]], list[dict]], l
 
 
 class Reporter:
-    """Problems and warnings on standard error, naming the document; counts what worked."""
+    """Problems and warnings on standard error (above a progress bar), naming the document; counts what worked."""
 
     def __init__(self, command: str):
         self.command = command
@@ -178,10 +180,10 @@ class Reporter:
 
     def problem(self, name, message: str) -> None:
         self.failed += 1
-        print(f"bigbird {self.command}: error: {name}: {message}", file=sys.stderr)
+        tqdm.write(f"bigbird {self.command}: error: {name}: {message}", file=sys.stderr)
 
     def warning(self, message: str) -> None:
-        print(f"bigbird {self.command}: warning: {message}", file=sys.stderr)
+        tqdm.write(f"bigbird {self.command}: warning: {message}", file=sys.stderr)
 
     def warnings(self, caught, ids: list) -> None:
         from .pipelines_common import TruncationWarning
@@ -259,8 +261,6 @@ def _run_documents(args, output) -> int:
         if not reporter.failed:
             reporter.problem("input", "no documents found")
         return EXIT_FAILED
-
-    from tqdm import tqdm
 
     def write(document: Document, result: dict) -> None:
         output.write(json.dumps({"id": document.id, **result}, ensure_ascii=False) + "\n")
