@@ -519,6 +519,10 @@ def test_invalid_utf8(checkpoints):
         tokenizer(b"caf\xe9")
     with pytest.raises(ValueError, match=r"`text_pair\[0\]`"):
         tokenizer(["ok"], ["lone surrogate \udcff"])
+    with pytest.raises(ValueError, match="`text` is not valid Unicode"):
+        tokenizer("lone \ud800 surrogate")
+    with pytest.raises(ValueError, match=r"`text\[1\]`"):
+        tokenizer([["fine", "words"], ["a", "\udcff"]], is_split_into_words=True)
 
 
 def test_unknown_option(checkpoints):

@@ -25,7 +25,7 @@ from .tokenization_files import (
     read_tokenizer_files,
     sources_from_files,
 )
-from .tokenization_inputs import batch_items, padding_and_truncation
+from .tokenization_inputs import batch_items, check_unicode, padding_and_truncation
 from .tokenization_outputs import BatchEncoding
 from .tokenization_padding import pad_encoded
 
@@ -417,7 +417,11 @@ class SentencePieceTokenizer:
         # types come from `encode_batch_fast`; its Encodings lack tokens and words, so the BatchEncoding gets
         # them from a full `encode_batch` of the same items if `.tokens()` / `.word_ids()` is ever asked for.
         fast = not (return_offsets_mapping or return_overflowing_tokens) and hasattr(self._backend, "encode_batch_fast")
-        encodings = self._run_backend(items, settings, fast)
+        try:
+            encodings = self._run_backend(items, settings, fast)
+        except TypeError:
+            check_unicode(items, argument, is_batched)
+            raise
 
         if return_token_type_ids is None:
             return_token_type_ids = "token_type_ids" in self.model_input_names
@@ -507,7 +511,8 @@ class SentencePieceTokenizer:
 
     def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False, **kwargs) -> list[str]:
         """The tokens of a text (or pair), without special tokens unless asked."""
-        return self(text, pair, add_special_tokens=add_special_tokens, **kwargs).tokens()
+        options = {**kwargs, "return_offsets_mapping": True}  # the full encoding, whose tokens are kept
+        return self(text, pair, add_special_tokens=add_special_tokens, **options).tokens()
 
     # ----- decoding -----
 

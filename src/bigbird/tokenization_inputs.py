@@ -25,19 +25,30 @@ TRUNCATIONS = {
 
 
 def _text(value: Any, argument: str) -> str:
-    """A text as str: bytes must be UTF-8, str must be encodable (no lone surrogates)."""
+    """A text as str: bytes must be UTF-8 (lone surrogates in a str are found by `check_unicode` if they fail)."""
+    if isinstance(value, str):
+        return value
     if isinstance(value, bytes):
         try:
             return value.decode("utf-8")
         except UnicodeDecodeError as error:
             raise ValueError(f"`{argument}` holds bytes that are not valid UTF-8 ({error})") from None
-    if not isinstance(value, str):
-        raise TypeError(f"`{argument}` must be a str (or a list of str), not {type(value).__name__}")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise ValueError(f"`{argument}` is not valid Unicode text ({error})") from None
-    return value
+    raise TypeError(f"`{argument}` must be a str (or a list of str), not {type(value).__name__}")
+
+
+def check_unicode(items: list, argument: str, is_batched: bool) -> None:
+    """Raise a ValueError naming the first text of `batch_items`' list that is not valid Unicode (a lone
+    surrogate), if there is one. Called only when the Rust tokenizer rejected the batch, so that valid batches
+    are not scanned twice."""
+    pair_argument = argument.replace("text", "text_pair", 1)
+    for index, item in enumerate(items):
+        for part, name in zip(item if isinstance(item, tuple) else (item,), (argument, pair_argument)):
+            for word in part if isinstance(part, list) else [part]:
+                try:
+                    word.encode("utf-8")
+                except UnicodeEncodeError as error:
+                    where = f"{name}[{index}]" if is_batched else name
+                    raise ValueError(f"`{where}` is not valid Unicode text ({error})") from None
 
 
 def _words(value: Any, argument: str) -> list[str]:
