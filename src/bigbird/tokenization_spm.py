@@ -83,7 +83,6 @@ def _int32(value: int) -> int:
 
 
 _PIECE_KEY, _SCORE_KEY, _TYPE_KEY = (1 << 3) | _LENGTH_DELIMITED, (2 << 3) | _FIXED32, (3 << 3) | _VARINT
-_unpack_float = struct.Struct("<f").unpack_from
 
 
 def _parse_piece(data: bytes) -> tuple[str, float, int]:
