@@ -111,8 +111,9 @@ def load_optimizer_state(model: nn.Module, optimizer: torch.optim.Optimizer, sta
     """Load a state written by `full_optimizer_state` (each process reads the whole one and keeps its part)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
 
+    # weights outside every loss so far (e.g. an unused pooler) have no state yet
     set_optimizer_state_dict(model, optimizer, optim_state_dict=state,
-                             options=StateDictOptions(full_state_dict=True))
+                             options=StateDictOptions(full_state_dict=True, strict=False))
 
 
 def gather(value: Any, runtime: Runtime) -> list:
