@@ -19,7 +19,7 @@ import pytest
 from tiny_checkpoints import checkpoints  # noqa: F401 (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCUMENTS = ["README.md", "docs/usage.md"]
+DOCUMENTS = ["README.md", "docs/usage.md", "docs/warm_start.md"]
 STAND_INS = {
     "google/bigbird-roberta-base": "fill-mask",
     "google/bigbird-base-trivia-itc": "qa",
