@@ -280,6 +280,24 @@ def test_data_collator_with_padding(pair, options):
     assert width == options.get("max_length", width) and width % options.get("pad_to_multiple_of", 1) == 0
 
 
+def test_masked_lm_collator(pair):
+    ours, theirs = pair
+    features = _features(theirs)
+    for feature in features:
+        del feature["label"]
+    batches = []
+    for tokenizer in (ours, theirs):
+        collator = transformers.DataCollatorForLanguageModeling(tokenizer=tokenizer, mlm_probability=0.5, seed=3)
+        batches.append(collator([dict(f) for f in features]))
+    assert_same_output(*batches)
+    assert (batches[0]["labels"] != -100).any()
+    plain = ours("Hello world", add_special_tokens=False)["input_ids"]
+    mask = ours.get_special_tokens_mask([ours.eos_token_id, *plain, ours.eos_token_id], already_has_special_tokens=True)
+    assert mask == [1] + [0] * len(plain) + [1]
+    with pytest.raises(ValueError, match="already_has_special_tokens"):
+        ours.get_special_tokens_mask([9, 10])
+
+
 def test_pad_bad_input(checkpoints):
     tokenizer = bigbird.BigBirdTokenizer.from_pretrained(checkpoints["bigbird-spm"])
     with pytest.raises(ValueError, match="input_ids"):

@@ -148,3 +148,15 @@ class SpecialTokensMixin:
     def all_special_ids(self) -> list[int]:
         """Ids of `all_special_tokens`."""
         return self.convert_tokens_to_ids(self.all_special_tokens)
+
+    def get_special_tokens_mask(self, token_ids_0, token_ids_1=None, already_has_special_tokens: bool = False):
+        """1 for each special token of an already formatted id sequence, 0 for the others (what
+        `DataCollatorForLanguageModeling` asks for, with `already_has_special_tokens=True`)."""
+        if not already_has_special_tokens or token_ids_1 is not None:
+            raise ValueError(
+                "get_special_tokens_mask needs one sequence that already has its special tokens (pass "
+                "already_has_special_tokens=True); for new texts, call the tokenizer with "
+                "return_special_tokens_mask=True"
+            )
+        special = set(self.all_special_ids)
+        return [1 if int(index) in special else 0 for index in token_ids_0]
