@@ -74,6 +74,21 @@ def scalar(output) -> torch.Tensor:
     return output.last_hidden_state.pow(2).mean() + output.encoder_last_hidden_state.pow(3).mean()
 
 
+def test_gradient_checkpointing_gives_the_same_gradients(checkpoints):
+    name = "BigBirdPegasusForConditionalGeneration"
+    inputs = {**inputs_for(name, 90), **labels_for(name, inputs_for(name, 90))}
+    grads = []
+    for checkpointing in (False, True):
+        model = ours(name, checkpoints(name)).train()
+        if checkpointing:
+            model.gradient_checkpointing_enable()
+        model(**inputs).loss.backward()
+        grads.append({key: p.grad for key, p in model.named_parameters()})
+    assert model.is_gradient_checkpointing
+    for key, grad in grads[0].items():
+        torch.testing.assert_close(grads[1][key], grad, atol=1e-6, rtol=0, msg=lambda m: f"{key}: {m}")
+
+
 def test_attentions_match_transformers_in_both_attention_kinds(checkpoints):
     # Transformers' eval-mode block-sparse probabilities count the duplicated key block 0 once (rows do not sum to
     # 1); the training plan has no duplicates, so the block-sparse case is compared in training mode.

@@ -8,6 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .activations import get_activation
 from .config import BigBirdPegasusConfig
@@ -67,6 +68,7 @@ class PegasusDecoder(nn.Module):
         self.embed_positions = nn.Embedding(config.max_position_embeddings, config.d_model)
         self.layers = nn.ModuleList(PegasusDecoderLayer(config) for _ in range(config.decoder_layers))
         self.layernorm_embedding = nn.LayerNorm(config.d_model)
+        self.gradient_checkpointing = False
 
     def forward(
         self,
@@ -122,8 +124,12 @@ class PegasusDecoder(nn.Module):
                 continue
             cache = past_key_values.layers[index] if past_key_values is not None else None
             capacity = past_key_values.capacity if past_key_values is not None else 0
-            hidden, self_probs, cross_probs = layer(hidden, self_mask, encoder_hidden_states, cross_mask, cache,
-                                                    capacity, group, output_attentions)
+            arguments = (hidden, self_mask, encoder_hidden_states, cross_mask, cache, capacity, group,
+                         output_attentions)
+            if self.gradient_checkpointing and self.training and cache is None:
+                hidden, self_probs, cross_probs = checkpoint(layer, *arguments, use_reentrant=False)
+            else:
+                hidden, self_probs, cross_probs = layer(*arguments)
             self_attentions.append(self_probs)
             cross_attentions.append(cross_probs)
         hidden = self.layernorm_embedding(hidden)
