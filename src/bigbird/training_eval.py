@@ -17,7 +17,14 @@ def _predict(task: str, model, batch: dict, rows: Sequence[Feature], tokenizer, 
     """One prediction per row: a label id, (first, last, span score, no-answer score), or a summary."""
     if task == "summarize":
         generator = model.module if hasattr(model, "module") else model
-        ids = generator.generate(batch["input_ids"], batch["attention_mask"], **generate)
+        sharded = hasattr(generator, "unshard")  # FSDP2: generate() runs outside forward(), gather the root's weights
+        if sharded:
+            generator.unshard()
+        try:
+            ids = generator.generate(batch["input_ids"], batch["attention_mask"], **generate)
+        finally:
+            if sharded:
+                generator.reshard()
         return tokenizer.batch_decode(ids.tolist(), skip_special_tokens=True)
     inputs = {key: batch[key] for key in ("input_ids", "attention_mask")}
     outputs = model(**inputs)
