@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import pickle
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -433,6 +435,16 @@ def test_encoding_pickles_with_its_tokens(checkpoints):
     copy = pickle.loads(pickle.dumps(encoded))
     full = tokenizer(TEXTS[:3], padding=True, return_offsets_mapping=True)  # keeps its encodings
     assert copy == encoded and copy.tokens(1) == encoded.tokens(1) == full.tokens(1)
+
+
+def test_torch_is_imported_only_for_pt_tensors(checkpoints):
+    code = (
+        "import sys; from bigbird import BigBirdTokenizer as T; t = T.from_pretrained(sys.argv[1]); "
+        "t(['a b', 'c'], padding=True, return_tensors='np'); t.pad([{'input_ids': [5]}, {'input_ids': [5, 6]}]); "
+        "t.batch_decode([[5, 6]]); assert 'torch' not in sys.modules; t('a', return_tensors='pt'); "
+        "assert 'torch' in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code, str(checkpoints["bigbird-spm"])], check=True)
 
 
 def test_bytes_are_read_as_utf8(checkpoints):
