@@ -65,7 +65,11 @@ class BatchEncoding(dict):
 
     @property
     def encodings(self):
-        """The `tokenizers.Encoding` of each row, or None for an encoding built from plain lists."""
+        """The `tokenizers.Encoding` of each row, or None for an encoding built from plain lists.
+
+        For a call that asked for neither offsets nor overflow windows they are made on first use, by one more
+        Rust pass over the same inputs with the same options (and the tokenizer's vocabulary as it is then).
+        """
         if self._encodings is None and self._encode_again is not None:
             self._encodings, self._encode_again = self._encode_again(), None
         return self._encodings
