@@ -124,7 +124,7 @@ class SelfAttention(nn.Module):
         key_length) when `output_attentions`, else None; present the (key, value) cache, each (batch, heads,
         past + length, head_dim), when `use_cache`, else None.
         """
-        q, k, v = (self._split_heads(proj(hidden_states)) for proj in (self.q_proj, self.k_proj, self.v_proj))
+        q, k, v = self._project_qkv(hidden_states)
         if masks.sparse:
             context, probs = self._block_sparse(q, k, v, masks, output_attentions)
             present = None
@@ -143,8 +143,13 @@ class SelfAttention(nn.Module):
             return "paper"
         return "train" if self.training else "eval"
 
-    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
+    def _project_qkv(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v as (batch, heads, length, head_dim), from one matmul over the three stacked projections."""
+        projections = (self.q_proj, self.k_proj, self.v_proj)
+        weight = torch.cat([proj.weight for proj in projections])
+        bias = None if self.q_proj.bias is None else torch.cat([proj.bias for proj in projections])
+        qkv = F.linear(hidden_states, weight, bias).unflatten(-1, (3, self.num_heads, self.head_dim))
+        return qkv.permute(2, 0, 3, 1, 4).unbind(0)
 
     def _block_sparse(self, q, k, v, masks: AttentionMasks, output_attentions: bool):
         plan = block_plan(q.shape[2], self.block_size, self.num_random_blocks, self.num_heads, seed=self.layer_idx,
