@@ -41,7 +41,7 @@ def tiny_bigbird(directory: Path, *, layers: int = 1, hidden: int = 32, position
         vocab_size=len(SPECIALS) + len(FILLER) + len(MARKERS) + 7, hidden_size=hidden, num_hidden_layers=layers,
         num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=positions,
         block_size=block_size, num_random_blocks=2, hidden_dropout_prob=dropout,
-        attention_probs_dropout_prob=dropout, pad_token_id=0, sep_token_id=3, initializer_range=0.05)
+        attention_probs_dropout_prob=dropout, pad_token_id=0, sep_token_id=3)
     bigbird.BigBirdModel(config).save_pretrained(directory)
     return directory
 
@@ -58,16 +58,18 @@ def tiny_pegasus(directory: Path, positions: int = 256) -> Path:
     return directory
 
 
-def long_range_records(count: int, seed: int, length: int = LENGTH, plant_from: int = 1000) -> list[dict]:
-    """Documents of `length` - 2 filler words with one marker word planted at word `plant_from` or later; the
-    label names the marker."""
+def long_range_records(count: int, seed: int, length: int = LENGTH, plant_from: int = 1000,
+                       run: int = 1) -> list[dict]:
+    """Documents of `length` - 2 filler words with a marker word planted (`run` times in a row) at word
+    `plant_from` or later; the label names the marker."""
     rng = random.Random(seed)
     names = list(MARKERS)
     records = []
     for _ in range(count):
         words = [rng.choice(FILLER) for _ in range(length - 2)]
         label = rng.choice(names)
-        words[rng.randrange(plant_from, length - 2)] = MARKERS[label]
+        start = rng.randrange(plant_from, length - 1 - run)
+        words[start:start + run] = [MARKERS[label]] * run
         records.append({"text": " ".join(words), "label": label})
     return records
 
