@@ -58,8 +58,10 @@ def test_generate_matches_transformers(settings, length, seq2seq_dir):
     assert torch.equal(got, expected)
 
 
-@pytest.mark.parametrize("settings", [dict(do_sample=True, top_k=10, top_p=0.9, temperature=0.7, num_return_sequences=2),
-                                      dict(do_sample=True, num_beams=2)])
+@pytest.mark.parametrize("settings", [
+    dict(do_sample=True, top_k=10, top_p=0.9, temperature=0.7, num_return_sequences=2),
+    dict(do_sample=True, num_beams=2),
+])
 def test_sampling_matches_transformers_with_the_same_seed(settings, seq2seq_dir):
     inputs = batch(100)
     hf, model = theirs(SEQ2SEQ, seq2seq_dir), ours(SEQ2SEQ, seq2seq_dir)

@@ -126,7 +126,8 @@ def resolve(base: GenerationConfig, overrides: dict[str, Any], *, prompt_length:
     Raises a ValueError naming the problem for contradictory or impossible settings.
     """
     call = {key: value for key, value in overrides.items() if value is not None}
-    if "max_length" in call and "max_new_tokens" in call and call["max_length"] != prompt_length + call["max_new_tokens"]:
+    conflict = "max_length" in call and "max_new_tokens" in call
+    if conflict and call["max_length"] != prompt_length + call["max_new_tokens"]:
         raise ValueError(
             f"max_length={call['max_length']} and max_new_tokens={call['max_new_tokens']} disagree (the prompt has "
             f"{prompt_length} token(s), so max_new_tokens={call['max_new_tokens']} means max_length="
