@@ -46,25 +46,26 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pl
 
     q, k, v = (x.reshape(batch * heads, length, head_dim) for x in (q, k, v))
     parts = _Parts(plan, plan.tables(q.device), key_bias, batch, heads, q.dtype)
-    global_q = torch.cat([q[:, :bs], q[:, -bs:]], dim=1)
-    global_mask = None if key_bias is None else key_bias.repeat_interleave(heads, 0)[:, None, :]
+    global_mask = None if key_bias is None else key_bias.repeat_interleave(heads, 0)[:, None, None, :]
+    query_mask = None if key_padding_mask is None else key_padding_mask.to(q.dtype).repeat_interleave(heads, 0)
+    if not return_probs and q.device.type == "cpu":
+        out = _CpuBlockSparse.apply(q, k, v, parts, global_mask, query_mask)
+        return out.view(batch, heads, length, head_dim)
+
+    global_q = torch.cat([q[:, :bs], q[:, -bs:]], dim=1)[:, None]
     if return_probs:
-        global_out, global_probs = _attention_with_probs(global_q, k, v, global_mask)
+        global_out, global_probs = _attention_with_probs(global_q, k[:, None], v[:, None], global_mask)
         middle_out, middle_probs = _middle_with_probs(q, k, v, parts)
     else:
-        global_mask = None if global_mask is None else global_mask[:, None]
-        global_out = F.scaled_dot_product_attention(global_q[:, None], k[:, None], v[:, None], attn_mask=global_mask)[:, 0]
-        if q.device.type == "cpu":
-            middle_out = _MiddleRows.apply(q, k, v, parts)
-        else:
-            middle_out = _middle_concatenated(q, k, v, parts)
-
-    out = torch.cat([global_out[:, :bs], middle_out, global_out[:, bs:]], dim=1).view(batch, heads, length, head_dim)
-    if key_padding_mask is not None:
-        out = out * key_padding_mask.to(out.dtype)[:, None, :, None]
+        global_out = F.scaled_dot_product_attention(global_q, k[:, None], v[:, None], attn_mask=global_mask)
+        middle_out = _middle_concatenated(q, k, v, parts)
+    out = torch.cat([global_out[:, 0, :bs], middle_out, global_out[:, 0, bs:]], dim=1)
+    if query_mask is not None:
+        out = out * query_mask[:, :, None]
+    out = out.view(batch, heads, length, head_dim)
     if not return_probs:
         return out
-    probs = _dense_probs(global_probs, middle_probs, parts).view(batch, heads, length, length)
+    probs = _dense_probs(global_probs[:, 0], middle_probs, parts).view(batch, heads, length, length)
     return out, probs
 
 
@@ -166,50 +167,75 @@ def _run_part(q, k, v, mask):
     return _flash(q, k, v, 0.0, False, attn_mask=mask)
 
 
-class _MiddleRows(torch.autograd.Function):
-    """Query blocks 1..n-2: the parts' flash outputs merged by log-sum-exp, with the matching backward."""
+def _merge(out_a, lse_a, out_b, lse_b, out=None):
+    """Join two partial softmax attentions over disjoint keys: (BH, rows, bs, d) outputs, (BH, rows, bs) lse."""
+    weight_a = torch.sigmoid(lse_a - lse_b)[..., None].to(out_b.dtype)
+    return torch.lerp(out_b, out_a, weight_a, out=out), torch.logaddexp(lse_a, lse_b)
+
+
+class _CpuBlockSparse(torch.autograd.Function):
+    """All query rows on the CPU flash kernel, written into one output; the backward mirrors it part by part."""
 
     @staticmethod
-    def forward(ctx, q, k, v, parts: _Parts):
+    def forward(ctx, q, k, v, parts: _Parts, global_mask, query_mask):
         q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        bs = parts.bs
+        out = torch.empty_like(q)
+        global_q = torch.cat([q[:, :bs], q[:, -bs:]], dim=1)[:, None]
+        global_out, global_lse = _flash(global_q, k[:, None], v[:, None], 0.0, False, attn_mask=global_mask)
+        out[:, :bs], out[:, -bs:] = global_out[:, 0, :bs], global_out[:, 0, bs:]
+
         queries, part_list = parts.all(q, k, v)
-        outs, lses = [], []
-        for part_k, part_v, mask in part_list:
-            out, lse = _run_part(queries, part_k, part_v, mask)
-            outs.append(out)
-            lses.append(lse)
-        if parts.has_extra:
-            no_extra = ~parts.tables.any_extra.repeat(parts.batch, 1)[..., None]
-            lses[2] = lses[2].masked_fill(no_extra, float("-inf"))
-        lse = torch.logsumexp(torch.stack(lses), dim=0)
-        accumulate = torch.promote_types(q.dtype, torch.float32)
-        out = sum(o.to(accumulate) * torch.exp(l - lse)[..., None] for o, l in zip(outs, lses)).to(q.dtype)
+        middle = out[:, bs:-bs].unflatten(1, (parts.n - 2, bs))
+        merged, lse = _run_part(queries, *part_list[0])
+        for index, part in enumerate(part_list[1:], start=1):
+            part_out, part_lse = _run_part(queries, *part)
+            if index == 2:
+                no_extra = ~parts.tables.any_extra.repeat(parts.batch, 1)[..., None]
+                part_lse = part_lse.masked_fill(no_extra, float("-inf"))
+            last = index == len(part_list) - 1
+            merged, lse = _merge(part_out, part_lse, merged, lse, out=middle if last else None)
+        if query_mask is not None:
+            out.mul_(query_mask[:, :, None])
         ctx.parts = parts
-        ctx.save_for_backward(q, k, v, out, lse)
-        return out.flatten(1, 2)
+        ctx.save_for_backward(q, k, v, out, lse, global_lse, global_mask, query_mask)
+        return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        q, k, v, out, lse = ctx.saved_tensors
+        q, k, v, out, lse, global_lse, global_mask, query_mask = ctx.saved_tensors
         parts = ctx.parts
         bs, n = parts.bs, parts.n
-        grad = grad.reshape(out.shape).contiguous()
+        if query_mask is not None:
+            grad = grad * query_mask[:, :, None]
+        grad = grad.contiguous()
+
+        def rows(x):
+            return torch.cat([x[:, :bs], x[:, -bs:]], dim=1)[:, None]
+
+        dq_global, dk, dv = _flash_backward(rows(grad), rows(q), k[:, None], v[:, None], rows(out), global_lse,
+                                            0.0, False, attn_mask=global_mask)
+        dk, dv = dk[:, 0], dv[:, 0]
+        dq = torch.empty_like(q)
+        dq[:, :bs], dq[:, -bs:] = dq_global[:, 0, :bs], dq_global[:, 0, bs:]
+
+        middle = parts.queries
         queries, part_list = parts.all(q, k, v)
-        dq_middle = torch.zeros_like(out)
-        dk, dv = torch.zeros_like(k), torch.zeros_like(v)
+        grad_m, out_m = middle(grad), middle(out)
+        dq_middle = middle(dq)
         dk_blocks, dv_blocks = dk.view(-1, n, bs, k.shape[-1]), dv.view(-1, n, bs, v.shape[-1])
         for index, (part_k, part_v, mask) in enumerate(part_list):
             if index == 0:
-                dq_p, dk_p, dv_p = _flash_backward(grad.flatten(1, 2)[:, None], queries.flatten(1, 2)[:, None],
-                                                   part_k, part_v, out.flatten(1, 2)[:, None], lse.flatten(1)[:, None],
+                dq_p, dk_p, dv_p = _flash_backward(grad_m.flatten(1, 2)[:, None], queries.flatten(1, 2)[:, None],
+                                                   part_k, part_v, out_m.flatten(1, 2)[:, None], lse.flatten(1)[:, None],
                                                    0.0, False, attn_mask=mask)
-                dq_middle += dq_p.view(out.shape)
+                dq_middle.copy_(dq_p.view(dq_middle.shape))
                 for grads, part_grad in ((dk, dk_p), (dv, dv_p)):
                     grads[:, :bs] += part_grad[:, 0, :bs]
                     grads[:, -bs:] += part_grad[:, 0, bs:]
                 continue
-            dq_p, dk_p, dv_p = _flash_backward(grad, queries, part_k, part_v, out, lse, 0.0, False, attn_mask=mask)
+            dq_p, dk_p, dv_p = _flash_backward(grad_m, queries, part_k, part_v, out_m, lse, 0.0, False, attn_mask=mask)
             dq_middle += dq_p
             if index == 1:
                 for blocks, part_grad in ((dk_blocks, dk_p), (dv_blocks, dv_p)):
@@ -219,9 +245,7 @@ class _MiddleRows(torch.autograd.Function):
                 index_flat = parts.extra_index().flatten()
                 for blocks, part_grad in ((dk_blocks, dk_p), (dv_blocks, dv_p)):
                     blocks.view(-1, bs * k.shape[-1]).index_add_(0, index_flat, part_grad.reshape(index_flat.numel(), -1))
-        dq = torch.zeros_like(q)
-        dq[:, bs:-bs] = dq_middle.flatten(1, 2)
-        return dq, dk, dv, None
+        return dq, dk, dv, None, None, None
 
 
 def _attention_with_probs(q, k, v, mask):
