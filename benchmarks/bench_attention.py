@@ -6,7 +6,8 @@ vs compiled FlexAttention with the same block pattern, in one process.
 
 Shape: batch 1, 12 heads, head dim 64, block 64, 3 random blocks, fp32, eval-mode plan (Transformers'
 default at inference). Medians over repeats; peak extra memory is the resident-set high-water mark
-above the level before the cell. FLOPs are the op's nominal ones (every attended key block, with its
+above the level before the cell
+(after returning freed heap memory to the system). FLOPs are the op's nominal ones (every attended key block, with its
 multiplicity, 4 * d flops per query-key pair forward, three times that forward+backward); the
 fraction of peak divides the achieved rate by this machine's fp32 matmul rate measured in the run.
 """
@@ -14,6 +15,7 @@ fraction of peak divides the achieved rate by this machine's fp32 matmul rate me
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import math
 import os
@@ -46,6 +48,7 @@ def reset_peak() -> None:
 def measure(fn, repeats: int) -> tuple[float, float]:
     """Median seconds over `repeats` runs after one warm-up, and the peak extra MB of the warm-up."""
     gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
     before = status_mb("VmRSS")
     reset_peak()
     fn()
