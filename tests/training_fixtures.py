@@ -8,6 +8,7 @@ import json
 import random
 from pathlib import Path
 
+import torch
 import transformers
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
@@ -34,15 +35,21 @@ def write_tokenizer(directory: Path, model_max_length: int = LENGTH) -> Path:
 
 
 def tiny_bigbird(directory: Path, *, layers: int = 1, hidden: int = 32, positions: int = LENGTH, block_size: int = 32,
-                 dropout: float = 0.0, model_max_length: int | None = None) -> Path:
-    """A random base BigBird (no head) with the word-level tokenizer: heads are initialised when training starts."""
+                 dropout: float = 0.0, model_max_length: int | None = None, heads: int = 2, random_blocks: int = 2,
+                 position_scale: float = 1.0) -> Path:
+    """A random base BigBird (no head) with the word-level tokenizer: heads are initialised when training starts.
+    `position_scale` multiplies the initial position embeddings (0: they start at zero and are learned)."""
     write_tokenizer(directory, model_max_length or positions)
     config = bigbird.BigBirdConfig(
         vocab_size=len(SPECIALS) + len(FILLER) + len(MARKERS) + 7, hidden_size=hidden, num_hidden_layers=layers,
-        num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=positions,
-        block_size=block_size, num_random_blocks=2, hidden_dropout_prob=dropout,
+        num_attention_heads=heads, intermediate_size=2 * hidden, max_position_embeddings=positions,
+        block_size=block_size, num_random_blocks=random_blocks, hidden_dropout_prob=dropout,
         attention_probs_dropout_prob=dropout, pad_token_id=0, sep_token_id=3)
-    bigbird.BigBirdModel(config).save_pretrained(directory)
+    model = bigbird.BigBirdModel(config)
+    if position_scale != 1.0:
+        with torch.no_grad():
+            model.embeddings.position.weight.mul_(position_scale)
+    model.save_pretrained(directory)
     return directory
 
 
