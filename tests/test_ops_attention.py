@@ -53,6 +53,13 @@ def test_op_equals_the_dense_reference_forward_and_backward(length, block_size, 
         torch.testing.assert_close(got, want.float(), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("length, block_size, r, heads, mode, padded",
+                         [CASES[0], CASES[3], CASES[5], (1152, 16, 2, 2, "eval", (0, 50))])
+def test_rows_processed_in_chunks_equal_the_reference(length, block_size, r, heads, mode, padded, monkeypatch):
+    monkeypatch.setattr(block_sparse, "ROWS_PER_CHUNK", 5)
+    test_op_equals_the_dense_reference_forward_and_backward(length, block_size, r, heads, mode, padded)
+
+
 @pytest.mark.parametrize("length, block_size, r, heads, mode, padded", CASES[:6])
 def test_device_generic_path_equals_the_reference(length, block_size, r, heads, mode, padded):
     plan = block_plan(length, block_size, r, heads, seed=3, mode=mode)

@@ -25,6 +25,7 @@ from .inputs import check_attention_inputs
 from .layout import BlockPlan, OpTables
 
 PADDING_PENALTY = -10000.0
+ROWS_PER_CHUNK = 64  # middle query blocks per flash call: bounds the partial outputs held at once
 _flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 _flash_backward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
 
@@ -167,6 +168,17 @@ def _run_part(q, k, v, mask):
     return _flash(q, k, v, 0.0, False, attn_mask=mask)
 
 
+def _part_rows(part, rows: slice, block_size: int):
+    """A part's keys, values and mask for a range of middle query blocks (global keys serve every row)."""
+    keys, values, mask = part
+    if keys.shape[1] > 1:
+        keys, values = keys[:, rows], values[:, rows]
+        mask = mask[:, rows] if mask.shape[1] > 1 else mask
+    elif mask is not None and mask.shape[2] > 1:
+        mask = mask[:, :, rows.start * block_size : rows.stop * block_size]
+    return keys, values, mask
+
+
 def _merge(out_a, lse_a, out_b, lse_b, out=None):
     """Join two partial softmax attentions over disjoint keys: (BH, rows, bs, d) outputs, (BH, rows, bs) lse."""
     weight_a = torch.sigmoid(lse_a - lse_b)[..., None].to(out_b.dtype)
@@ -187,14 +199,19 @@ class _CpuBlockSparse(torch.autograd.Function):
 
         queries, part_list = parts.all(q, k, v)
         middle = out[:, bs:-bs].unflatten(1, (parts.n - 2, bs))
-        merged, lse = _run_part(queries, *part_list[0])
-        for index, part in enumerate(part_list[1:], start=1):
-            part_out, part_lse = _run_part(queries, *part)
-            if index == 2:
-                no_extra = ~parts.tables.any_extra.repeat(parts.batch, 1)[..., None]
-                part_lse = part_lse.masked_fill(no_extra, float("-inf"))
-            last = index == len(part_list) - 1
-            merged, lse = _merge(part_out, part_lse, merged, lse, out=middle if last else None)
+        no_extra = ~parts.tables.any_extra.repeat(parts.batch, 1)[..., None]
+        lse_chunks = []
+        for start in range(0, parts.n - 2, ROWS_PER_CHUNK):
+            rows = slice(start, start + ROWS_PER_CHUNK)
+            merged, lse = _run_part(queries[:, rows], *_part_rows(part_list[0], rows, bs))
+            for index, part in enumerate(part_list[1:], start=1):
+                part_out, part_lse = _run_part(queries[:, rows], *_part_rows(part, rows, bs))
+                if index == 2:
+                    part_lse = part_lse.masked_fill(no_extra[:, rows], float("-inf"))
+                last = index == len(part_list) - 1
+                merged, lse = _merge(part_out, part_lse, merged, lse, out=middle[:, rows] if last else None)
+            lse_chunks.append(lse)
+        lse = torch.cat(lse_chunks, dim=1)
         if query_mask is not None:
             out.mul_(query_mask[:, :, None])
         ctx.parts = parts
