@@ -25,7 +25,7 @@ from .inputs import check_attention_inputs
 from .layout import BlockPlan, OpTables
 
 PADDING_PENALTY = -10000.0
-ROWS_PER_CHUNK = 64  # middle query blocks per flash call: bounds the partial outputs held at once
+ROWS_PER_CHUNK = 32  # middle query blocks per flash call: bounds the partial outputs held at once
 _flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 _flash_backward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
 
