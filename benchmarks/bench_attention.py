@@ -15,7 +15,6 @@ fraction of peak divides the achieved rate by this machine's fp32 matmul rate me
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import math
 import os
@@ -27,32 +26,17 @@ import torch
 import torch.nn.functional as F
 
 from bigbird.ops import block_plan, block_sparse_attention
+from peak_memory import peak_baseline, peak_extra_mb
 
 HEADS, HEAD_DIM, BLOCK, RANDOM = 12, 64, 64, 3
-
-
-def status_mb(field: str) -> float:
-    """A memory line of /proc/self/status (VmRSS: resident now, VmHWM: high-water mark) in MB."""
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field):
-                return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def reset_peak() -> None:
-    with open("/proc/self/clear_refs", "w") as refs:
-        refs.write("5")
 
 
 def measure(fn, repeats: int) -> tuple[float, float]:
     """Median seconds over `repeats` runs after one warm-up, and the peak extra MB of the warm-up."""
     gc.collect()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    before = status_mb("VmRSS")
-    reset_peak()
+    baseline = peak_baseline()
     fn()
-    extra = status_mb("VmHWM") - before
+    extra = peak_extra_mb(baseline)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()

@@ -18,7 +18,6 @@ Prints a markdown table of median wall seconds, tokens per second, the speed-up,
 from __future__ import annotations
 
 import argparse
-import ctypes
 import platform
 import statistics
 import tempfile
@@ -26,29 +25,19 @@ import time
 import warnings
 
 import torch
-
-
-def rss_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
+from peak_memory import peak_baseline, peak_extra_mb
 
 
 def measure(call, repeats: int):
     """(median wall seconds, peak extra GB of the first call, result of the last call)."""
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    with open("/proc/self/clear_refs", "w") as clear:
-        clear.write("5")  # reset VmHWM to the current RSS
-    before = rss_kib("VmRSS")
+    baseline = peak_baseline()
     times = []
     for i in range(repeats):
         start = time.perf_counter()
         result = call()
         times.append(time.perf_counter() - start)
         if i == 0:
-            peak = (rss_kib("VmHWM") - before) / 2**20
+            peak = peak_extra_mb(baseline) / 1024
     return statistics.median(times), peak, result
 
 

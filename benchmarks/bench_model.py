@@ -12,7 +12,6 @@ fraction of the machine's fp32 matmul peak (measured at start) that the model's 
 from __future__ import annotations
 
 import argparse
-import ctypes
 import platform
 import statistics
 import tempfile
@@ -20,27 +19,17 @@ import time
 import warnings
 
 import torch
+from peak_memory import peak_baseline, peak_extra_mb
 
 import bigbird
 from bigbird.attention import sparse_attention_fits
 from bigbird.ops.layout import block_plan
 
 
-def rss_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no {field}")
-
-
 def measure(call, repeats: int) -> tuple[float, float, float]:
     """Median wall seconds and median process CPU seconds over `repeats` calls, and the peak extra memory (GB)
     of the first call. CPU seconds (all threads) are the steadier number on a shared machine."""
-    ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed heap memory back, so the RSS starts from what is live
-    with open("/proc/self/clear_refs", "w") as clear:
-        clear.write("5")  # reset VmHWM to the current RSS
-    before = rss_kib("VmRSS")
+    baseline = peak_baseline()
     wall, cpu = [], []
     for i in range(repeats):
         start, start_cpu = time.perf_counter(), time.process_time()
@@ -48,7 +37,7 @@ def measure(call, repeats: int) -> tuple[float, float, float]:
         wall.append(time.perf_counter() - start)
         cpu.append(time.process_time() - start_cpu)
         if i == 0:
-            peak = (rss_kib("VmHWM") - before) / 2**20
+            peak = peak_extra_mb(baseline) / 1024
     return statistics.median(wall), statistics.median(cpu), peak
 
 

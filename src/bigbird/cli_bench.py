@@ -57,8 +57,8 @@ def run_bench(args, extra: list[str]) -> int:
             return 1
         argv = [str(script), *([] if args.full else QUICK[name]), *extra]
         print(f"bigbird bench: python {' '.join(argv)}", file=sys.stderr, flush=True)
-        saved = sys.argv
-        sys.argv = argv
+        saved, saved_path = sys.argv, sys.path
+        sys.argv, sys.path = argv, [str(script.parent), *sys.path]  # as `python script` sees its own folder
         try:
             runpy.run_path(str(script), run_name="__main__")
         except SystemExit as stop:
@@ -68,5 +68,5 @@ def run_bench(args, extra: list[str]) -> int:
             print(f"bigbird bench: error: {script.name} stopped: {type(error).__name__}: {error}", file=sys.stderr)
             return 1
         finally:
-            sys.argv = saved
+            sys.argv, sys.path = saved, saved_path
     return 0
