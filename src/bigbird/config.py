@@ -107,6 +107,17 @@ class ConfigBase:
                                                encoding="utf-8")
 
 
+def _check_attention_settings(config: ConfigBase) -> None:
+    """The attention fields both families share: `attention_type`, `block_size`, `num_random_blocks`."""
+    if config.attention_type not in ("original_full", "block_sparse"):
+        raise ValueError(f"attention_type must be 'original_full' or 'block_sparse', got {config.attention_type!r}")
+    if config.block_size < 1 or config.num_random_blocks < 0:
+        raise ValueError(
+            f"block_size must be at least 1 and num_random_blocks at least 0, got {config.block_size} and "
+            f"{config.num_random_blocks}"
+        )
+
+
 @dataclasses.dataclass
 class BigBirdPegasusConfig(ConfigBase):
     """BigBird-Pegasus: a block-sparse pre-norm encoder and a full-attention decoder (Transformers' field names).
@@ -157,10 +168,7 @@ class BigBirdPegasusConfig(ConfigBase):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.attention_type not in ("original_full", "block_sparse"):
-            raise ValueError(
-                f"attention_type must be 'original_full' or 'block_sparse', got {self.attention_type!r}"
-            )
+        _check_attention_settings(self)
         if self.d_model % self.encoder_attention_heads or self.d_model % self.decoder_attention_heads:
             raise ValueError(
                 f"d_model ({self.d_model}) must be a multiple of encoder_attention_heads "
@@ -208,19 +216,11 @@ class BigBirdConfig(ConfigBase):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.attention_type not in ("original_full", "block_sparse"):
-            raise ValueError(
-                f"attention_type must be 'original_full' or 'block_sparse', got {self.attention_type!r}"
-            )
+        _check_attention_settings(self)
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(
                 f"hidden_size {self.hidden_size} is not a multiple of num_attention_heads "
                 f"{self.num_attention_heads}: choose a head count that divides the hidden size"
-            )
-        if self.block_size < 1 or self.num_random_blocks < 0:
-            raise ValueError(
-                f"block_size must be at least 1 and num_random_blocks at least 0, got {self.block_size} and "
-                f"{self.num_random_blocks}"
             )
         if self.problem_type not in (None, "regression", "single_label_classification", "multi_label_classification"):
             raise ValueError(
