@@ -1,7 +1,8 @@
 """Generation: greedy search, sampling and beam search over a decode step with a key/value cache.
 
-The encoder runs once; a `DecodeStep` then turns the newest token of every row into next-token logits,
-reusing the cache (the prompt goes in whole on the first call). The search rules, and so the tokens,
+The encoder runs once; a `DecodeStep` then turns the newest token of every row into the decoder's last hidden
+state, reusing the cache (the prompt goes in whole on the first call), and its `head` into next-token logits
+(greedy search takes the argmax without computing them all, see `output_head`). The search rules, and so the tokens,
 are Transformers' `generate`: the same processors (see `logits_processing`), the same stopping rules,
 beam search with its length penalty, `early_stopping` heuristics and output padding.
 """
@@ -9,6 +10,7 @@ beam search with its length penalty, `early_stopping` heuristics and output padd
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Protocol
 
 import torch
@@ -16,14 +18,17 @@ import torch.nn.functional as F
 
 from .generation_config import GenerationConfig, ResolvedGeneration, resolve
 from .logits_processing import Processor, apply, build_processors
+from .output_head import OutputHead
 from .outputs import ModelOutput
 
 UNREACHABLE = -1.0e9
 
 
 class DecodeStep(Protocol):
+    head: OutputHead
+
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens (rows, new) after those already seen -> float32 logits (rows, vocab) for the next token."""
+        """tokens (rows, new) after those already seen -> the hidden state (rows, d_model) of the last one."""
 
     def reorder(self, rows: torch.Tensor) -> None:
         """Keep the cached state of rows `rows` (rows,) (the beams chosen at a beam-search step)."""
@@ -104,22 +109,25 @@ def greedy_or_sample(step: DecodeStep, prompt: torch.Tensor, run: ResolvedGenera
     ids = prompt
     unfinished = torch.ones(ids.shape[0], dtype=torch.bool, device=ids.device)
     scores = []
-    logits = step(ids)
+    hidden = step(ids)
     while True:
-        next_scores = apply(processors, ids, logits)
-        if run.output_scores:
-            scores.append(next_scores)
-        if run.do_sample:
-            next_tokens = torch.multinomial(next_scores.softmax(dim=-1), 1, generator=generator).squeeze(1)
+        if run.do_sample or run.output_scores:
+            next_scores = apply(processors, ids, step.head.logits(hidden))
+            if run.output_scores:
+                scores.append(next_scores)
+            if run.do_sample:
+                next_tokens = torch.multinomial(next_scores.softmax(dim=-1), 1, generator=generator).squeeze(1)
+            else:
+                next_tokens = next_scores.argmax(dim=-1)
         else:
-            next_tokens = next_scores.argmax(dim=-1)
+            next_tokens = step.head.greedy_tokens(hidden, functools.partial(apply, processors, ids))
         if eos is not None:
             next_tokens = torch.where(unfinished, next_tokens, run.pad_token_id)
             unfinished &= ~torch.isin(next_tokens, eos)
         ids = torch.cat([ids, next_tokens[:, None]], dim=1)
         if ids.shape[1] >= run.max_length or not bool(unfinished.any()):
             return ids, scores
-        logits = step(next_tokens[:, None])
+        hidden = step(next_tokens[:, None])
 
 
 def beam_search(step: DecodeStep, prompt: torch.Tensor, run: ResolvedGeneration, processors: list[Processor],
@@ -154,10 +162,10 @@ def beam_search(step: DecodeStep, prompt: torch.Tensor, run: ResolvedGeneration,
     scores = []
 
     cur_len = prompt_length
-    logits = step(prompt)
+    hidden = step(prompt)
     while True:
         log_probs = apply(processors, running[:, :, :cur_len].reshape(batch * beams, cur_len),
-                          F.log_softmax(logits, dim=-1))
+                          F.log_softmax(step.head.logits(hidden), dim=-1))
         if run.output_scores:
             scores.append(log_probs)
         vocab = log_probs.shape[-1]
@@ -201,7 +209,7 @@ def beam_search(step: DecodeStep, prompt: torch.Tensor, run: ResolvedGeneration,
                 or (run.early_stopping is True and bool(finished_flags.all())))
         if stop:
             break
-        logits = step(running[:, :, cur_len - 1].reshape(batch * beams, 1))
+        hidden = step(running[:, :, cur_len - 1].reshape(batch * beams, 1))
 
     returned = run.num_return_sequences
     length = prompt_length + int(finished_lengths[:, :returned].max())

@@ -22,6 +22,7 @@ from .generation_config import GenerationConfig
 from .modeling_pegasus_decoder import PegasusDecoder
 from .modeling_pegasus_encoder import PegasusEncoder, check_encoder_input
 from .modeling_utils import PreTrainedModel
+from .output_head import HalfCopyCache, OutputHead
 from .outputs import (BaseModelOutput, CausalLMOutputWithCrossAttentions, Seq2SeqLMOutput, Seq2SeqModelOutput,
                       Seq2SeqQuestionAnsweringModelOutput, Seq2SeqSequenceClassifierOutput)
 
@@ -168,6 +169,7 @@ class BigBirdPegasusForConditionalGeneration(BigBirdPegasusPreTrainedModel, Gene
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.register_buffer("final_logits_bias", torch.zeros(1, config.vocab_size))
         self.generation_config = GenerationConfig.from_model_config(config)
+        self._lm_head_half = HalfCopyCache()  # for greedy search, see output_head
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -257,15 +259,12 @@ class Seq2SeqDecodeStep:
         if attention_mask is not None:
             self.cross_mask = additive_mask(attention_mask.bool()[:, None, None, :], encoder_hidden.dtype)
         self.cache = DecoderCache(model.config.decoder_layers, capacity=max_length, group=group)
+        self.head = OutputHead(model.lm_head.weight, model.final_logits_bias[0], model._lm_head_half)
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
-        decoder = self.model.model.decoder
-        hidden = decoder.decode(tokens, self.encoder_hidden, self.cross_mask, self.cache)
+        hidden = self.model.model.decoder.decode(tokens, self.encoder_hidden, self.cross_mask, self.cache)
         self.encoder_hidden = None  # the cache now holds the cross-attention keys and values
-        # weight @ hidden^T: with a few rows (beams), MKL's kernel for this operand order is about twice as fast as
-        # F.linear's (measured in benchmarks/bench_generate.py's setting).
-        logits = (self.model.lm_head.weight @ hidden[:, -1].T).T + self.model.final_logits_bias
-        return logits.float()
+        return hidden[:, -1]
 
     def reorder(self, rows: torch.Tensor) -> None:
         self.cache.reorder(rows)
@@ -446,6 +445,7 @@ class BigBirdPegasusForCausalLM(BigBirdPegasusPreTrainedModel, GenerationMixin):
         self.model = DecoderWrapper(config)
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.generation_config = GenerationConfig.from_model_config(config)
+        self._lm_head_half = HalfCopyCache()  # for greedy search, see output_head
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -520,12 +520,12 @@ class CausalDecodeStep:
         self.model = model
         self.cache = DecoderCache(model.config.decoder_layers, capacity=max_length)
         self.attention_mask = attention_mask
+        self.head = OutputHead(model.lm_head.weight, None, model._lm_head_half)
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.attention_mask is not None and self.cache.get_seq_length() > 0:
             self.attention_mask = F.pad(self.attention_mask, (0, tokens.shape[1]), value=1)
-        hidden = self.model.model.decoder.decode(tokens, None, None, self.cache, self.attention_mask)
-        return self.model.lm_head(hidden[:, -1]).float()
+        return self.model.model.decoder.decode(tokens, None, None, self.cache, self.attention_mask)[:, -1]
 
     def reorder(self, rows: torch.Tensor) -> None:
         self.cache.reorder(rows)
