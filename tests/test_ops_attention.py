@@ -56,7 +56,7 @@ def test_op_equals_the_dense_reference_forward_and_backward(length, block_size, 
 @pytest.mark.parametrize("length, block_size, r, heads, mode, padded",
                          [CASES[0], CASES[3], CASES[5], (1152, 16, 2, 2, "eval", (0, 50))])
 def test_rows_processed_in_chunks_equal_the_reference(length, block_size, r, heads, mode, padded, monkeypatch):
-    monkeypatch.setattr(block_sparse, "ROWS_PER_CHUNK", 5)
+    monkeypatch.setattr(block_sparse, "CHUNK_BYTES", 1)  # one middle row at a time
     test_op_equals_the_dense_reference_forward_and_backward(length, block_size, r, heads, mode, padded)
 
 

@@ -25,7 +25,10 @@ from .inputs import check_attention_inputs
 from .layout import BlockPlan, OpTables
 
 PADDING_PENALTY = -10000.0
-ROWS_PER_CHUNK = 32  # middle query blocks per flash call: bounds the partial outputs held at once
+# Middle query blocks are processed in chunks whose gathered keys (per part) take about this many bytes: small
+# temporaries are recycled by malloc, while large ones are mapped afresh and page-faulted on every call.
+CHUNK_BYTES = 8 << 20
+EXTRA = 2  # index of the gathered random blocks among the middle rows' parts
 _flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
 _flash_backward = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu_backward
 
@@ -128,14 +131,15 @@ class _Parts:
             mask = mask.repeat_interleave(self.heads, 0)
         return mask[:, :, None]
 
-    def extra_index(self):
-        """(batch * heads, n-2, r') indices of the extra random blocks into the flat (batch * heads * n) blocks."""
-        extra = self.tables.extra_blocks.clamp(min=0)
+    def extra_index(self, rows: slice = slice(None)):
+        """(batch * heads, rows, r') indices of the extra random blocks of middle query blocks `rows` into the flat
+        (batch * heads * n) blocks."""
+        extra = self.tables.extra_blocks[:, rows].clamp(min=0)
         offsets = torch.arange(self.batch * self.heads, device=extra.device)[:, None, None] * self.n
         return extra.repeat(self.batch, 1, 1) + offsets
 
-    def extra_keys(self, x):
-        index = self.extra_index()
+    def extra_keys(self, x, rows: slice = slice(None)):
+        index = self.extra_index(rows)
         blocks = x.reshape(-1, self.bs * x.shape[-1]).index_select(0, index.flatten())
         return blocks.view(*index.shape[:2], index.shape[2] * self.bs, x.shape[-1])
 
@@ -150,14 +154,39 @@ class _Parts:
         return mask.reshape(self.batch * self.heads, self.n - 2, 1, -1)
 
     def all(self, q, k, v):
-        """(queries, [(keys, values, mask, lse_fix)]) of the parts; lse_fix marks rows with no extra block."""
+        """(queries, [(keys, values, mask)]) of the parts, the extra blocks gathered for every row."""
+        queries, parts = self.sources(q, k, v)
+        if self.has_extra:
+            parts[EXTRA] = self.rows(EXTRA, parts[EXTRA], slice(None))
+        return queries, parts
+
+    def sources(self, q, k, v):
+        """As `all`, but the extra part as (k, v, mask): its blocks are gathered by `rows`, a chunk at a time."""
         parts = [
             (self.global_keys(k), self.global_keys(v), self.global_mask()),
             (self.window_keys(k), self.window_keys(v), self.window_mask()),
         ]
         if self.has_extra:
-            parts.append((self.extra_keys(k), self.extra_keys(v), self.extra_mask()))
+            parts.append((k, v, self.extra_mask()))
         return self.queries(q), parts
+
+    def rows(self, index: int, part, rows: slice):
+        """Part `index`'s keys, values and mask (from `sources`) for middle query blocks `rows`."""
+        keys, values, mask = part
+        if index == EXTRA:
+            return self.extra_keys(keys, rows), self.extra_keys(values, rows), mask[:, rows]
+        if keys.shape[1] > 1:
+            keys, values = keys[:, rows], values[:, rows]
+            mask = mask[:, rows] if mask.shape[1] > 1 else mask
+        elif mask is not None and mask.shape[2] > 1:
+            mask = mask[:, :, rows.start * self.bs : rows.stop * self.bs]
+        return keys, values, mask
+
+    def chunks(self, head_dim: int):
+        """Slices of middle query blocks, each small enough that a part's keys take about CHUNK_BYTES."""
+        row_bytes = self.batch * self.heads * 3 * self.bs * head_dim * self.dtype.itemsize
+        step = max(1, CHUNK_BYTES // row_bytes)
+        return [slice(start, min(start + step, self.n - 2)) for start in range(0, self.n - 2, step)]
 
 
 def _run_part(q, k, v, mask):
@@ -166,17 +195,6 @@ def _run_part(q, k, v, mask):
         out, lse = _flash(q.flatten(1, 2)[:, None], k, v, 0.0, False, attn_mask=mask)
         return out.view(q.shape), lse.view(q.shape[:3])
     return _flash(q, k, v, 0.0, False, attn_mask=mask)
-
-
-def _part_rows(part, rows: slice, block_size: int):
-    """A part's keys, values and mask for a range of middle query blocks (global keys serve every row)."""
-    keys, values, mask = part
-    if keys.shape[1] > 1:
-        keys, values = keys[:, rows], values[:, rows]
-        mask = mask[:, rows] if mask.shape[1] > 1 else mask
-    elif mask is not None and mask.shape[2] > 1:
-        mask = mask[:, :, rows.start * block_size : rows.stop * block_size]
-    return keys, values, mask
 
 
 def _merge(out_a, lse_a, out_b, lse_b, out=None):
@@ -197,16 +215,15 @@ class _CpuBlockSparse(torch.autograd.Function):
         global_out, global_lse = _flash(global_q, k[:, None], v[:, None], 0.0, False, attn_mask=global_mask)
         out[:, :bs], out[:, -bs:] = global_out[:, 0, :bs], global_out[:, 0, bs:]
 
-        queries, part_list = parts.all(q, k, v)
+        queries, part_list = parts.sources(q, k, v)
         middle = out[:, bs:-bs].unflatten(1, (parts.n - 2, bs))
         no_extra = ~parts.tables.any_extra.repeat(parts.batch, 1)[..., None]
         lse_chunks = []
-        for start in range(0, parts.n - 2, ROWS_PER_CHUNK):
-            rows = slice(start, start + ROWS_PER_CHUNK)
-            merged, lse = _run_part(queries[:, rows], *_part_rows(part_list[0], rows, bs))
+        for rows in parts.chunks(q.shape[-1]):
+            merged, lse = _run_part(queries[:, rows], *parts.rows(0, part_list[0], rows))
             for index, part in enumerate(part_list[1:], start=1):
-                part_out, part_lse = _run_part(queries[:, rows], *_part_rows(part, rows, bs))
-                if index == 2:
+                part_out, part_lse = _run_part(queries[:, rows], *parts.rows(index, part, rows))
+                if index == EXTRA:
                     part_lse = part_lse.masked_fill(no_extra[:, rows], float("-inf"))
                 last = index == len(part_list) - 1
                 merged, lse = _merge(part_out, part_lse, merged, lse, out=middle[:, rows] if last else None)
@@ -228,40 +245,45 @@ class _CpuBlockSparse(torch.autograd.Function):
             grad = grad * query_mask[:, :, None]
         grad = grad.contiguous()
 
-        def rows(x):
+        def rows_of_global(x):
             return torch.cat([x[:, :bs], x[:, -bs:]], dim=1)[:, None]
 
-        dq_global, dk, dv = _flash_backward(rows(grad), rows(q), k[:, None], v[:, None], rows(out), global_lse,
-                                            0.0, False, attn_mask=global_mask)
+        dq_global, dk, dv = _flash_backward(rows_of_global(grad), rows_of_global(q), k[:, None], v[:, None],
+                                            rows_of_global(out), global_lse, 0.0, False, attn_mask=global_mask)
         dk, dv = dk[:, 0], dv[:, 0]
         dq = torch.empty_like(q)
         dq[:, :bs], dq[:, -bs:] = dq_global[:, 0, :bs], dq_global[:, 0, bs:]
 
-        middle = parts.queries
-        queries, part_list = parts.all(q, k, v)
-        grad_m, out_m = middle(grad), middle(out)
-        dq_middle = middle(dq)
+        queries, part_list = parts.sources(q, k, v)
+        grad_m, out_m, dq_middle = parts.queries(grad), parts.queries(out), parts.queries(dq)
         dk_blocks, dv_blocks = dk.view(-1, n, bs, k.shape[-1]), dv.view(-1, n, bs, v.shape[-1])
-        for index, (part_k, part_v, mask) in enumerate(part_list):
-            if index == 0:
-                dq_p, dk_p, dv_p = _flash_backward(grad_m.flatten(1, 2)[:, None], queries.flatten(1, 2)[:, None],
-                                                   part_k, part_v, out_m.flatten(1, 2)[:, None], lse.flatten(1)[:, None],
-                                                   0.0, False, attn_mask=mask)
-                dq_middle.copy_(dq_p.view(dq_middle.shape))
-                for grads, part_grad in ((dk, dk_p), (dv, dv_p)):
-                    grads[:, :bs] += part_grad[:, 0, :bs]
-                    grads[:, -bs:] += part_grad[:, 0, bs:]
-                continue
-            dq_p, dk_p, dv_p = _flash_backward(grad_m, queries, part_k, part_v, out_m, lse, 0.0, False, attn_mask=mask)
-            dq_middle += dq_p
-            if index == 1:
+
+        # The global keys serve every middle row: one call over all of them.
+        part_k, part_v, mask = part_list[0]
+        dq_p, dk_p, dv_p = _flash_backward(grad_m.flatten(1, 2)[:, None], queries.flatten(1, 2)[:, None], part_k,
+                                           part_v, out_m.flatten(1, 2)[:, None], lse.flatten(1)[:, None], 0.0, False,
+                                           attn_mask=mask)
+        dq_middle.copy_(dq_p.view(dq_middle.shape))
+        for grads, part_grad in ((dk, dk_p), (dv, dv_p)):
+            grads[:, :bs] += part_grad[:, 0, :bs]
+            grads[:, -bs:] += part_grad[:, 0, bs:]
+
+        for rows in parts.chunks(q.shape[-1]):
+            for index, part in enumerate(part_list[1:], start=1):
+                part_k, part_v, mask = parts.rows(index, part, rows)
+                dq_p, dk_p, dv_p = _flash_backward(grad_m[:, rows], queries[:, rows], part_k, part_v, out_m[:, rows],
+                                                   lse[:, rows], 0.0, False, attn_mask=mask)
+                dq_middle[:, rows] += dq_p
+                if index == EXTRA:
+                    index_flat = parts.extra_index(rows).flatten()
+                    for blocks, part_grad in ((dk_blocks, dk_p), (dv_blocks, dv_p)):
+                        blocks.view(-1, bs * k.shape[-1]).index_add_(0, index_flat,
+                                                                     part_grad.reshape(index_flat.numel(), -1))
+                    continue
                 for blocks, part_grad in ((dk_blocks, dk_p), (dv_blocks, dv_p)):
-                    for shift in range(3):
-                        blocks[:, shift : n - 2 + shift] += part_grad[:, :, shift * bs : (shift + 1) * bs]
-            else:
-                index_flat = parts.extra_index().flatten()
-                for blocks, part_grad in ((dk_blocks, dk_p), (dv_blocks, dv_p)):
-                    blocks.view(-1, bs * k.shape[-1]).index_add_(0, index_flat, part_grad.reshape(index_flat.numel(), -1))
+                    for shift in range(3):  # middle row i attends key blocks i, i+1, i+2 (block i+1 is its own)
+                        window_block = part_grad[:, :, shift * bs : (shift + 1) * bs]
+                        blocks[:, rows.start + shift : rows.stop + shift] += window_block
         return dq, dk, dv, None, None, None
 
 
