@@ -163,3 +163,245 @@ def test_bad_inputs_are_refused_before_compute(seq2seq_dir):
     model.generation_config.decoder_start_token_id = model.generation_config.bos_token_id = None
     with pytest.raises(ValueError, match="decoder_start_token_id"):
         model.generate(torch.ones(1, 10, dtype=torch.long))
+
+
+class RecordingStreamer:
+    """Records every put() (values, shape, dtype, device) and end(), in order."""
+
+    def __init__(self):
+        self.calls = []
+
+    def put(self, value):
+        self.calls.append(("put", value.tolist(), tuple(value.shape), value.dtype, value.device.type))
+
+    def end(self):
+        self.calls.append(("end",))
+
+
+def _generated_token(name, directory, inputs, row, step, **settings):
+    """The token Transformers generates at `step` (from 0) of `row` without end tokens: a token sure to occur."""
+    sequences = theirs(name, directory).generate(**inputs, **settings, eos_token_id=None)
+    return int(sequences[row, -settings["max_new_tokens"] + step])
+
+
+@pytest.mark.parametrize("case", ["greedy", "greedy-eos-batch", "sampling-rows", "causal"])
+def test_streamer_receives_the_calls_transformers_makes(case, seq2seq_dir, causal_dir):
+    if case == "causal":
+        name, directory = CAUSAL, causal_dir
+        inputs = {"input_ids": torch.randint(3, 99, (1, 5), generator=torch.Generator().manual_seed(1))}
+    else:
+        name, directory = SEQ2SEQ, seq2seq_dir
+        inputs = batch(40) if case == "greedy-eos-batch" else {k: v[:1] for k, v in batch(100).items()}
+    settings = dict(max_new_tokens=7, no_repeat_ngram_size=1)
+    if case == "greedy-eos-batch":  # the row that generates this token first goes on with pad
+        settings["eos_token_id"] = _generated_token(name, directory, inputs, 2, 1, **settings)
+    if case == "sampling-rows":
+        settings.update(do_sample=True, num_return_sequences=2, top_k=20)
+    expected, got = RecordingStreamer(), RecordingStreamer()
+    torch.manual_seed(4)
+    sequences = theirs(name, directory).generate(**inputs, **settings, streamer=expected)
+    torch.manual_seed(4)
+    assert torch.equal(ours(name, directory).generate(**inputs, **settings, streamer=got), sequences)
+    assert got.calls == expected.calls
+    prompt_length = got.calls[0][2][1]
+    assert len(got.calls) == 1 + sequences.shape[1] - prompt_length + 1  # the prompt, every step's tokens, end()
+
+
+@pytest.mark.parametrize("settings", [dict(num_beams=2), dict(num_beams=2, do_sample=True)])
+def test_streamer_is_refused_with_beam_search_before_compute(settings, seq2seq_dir):
+    model = _no_encoder(ours(SEQ2SEQ, seq2seq_dir))
+    streamer = RecordingStreamer()
+    with pytest.raises(ValueError, match="num_beams=1"):
+        model.generate(**batch(40), streamer=streamer, **settings)
+    assert streamer.calls == []
+    with pytest.raises(TypeError, match="put"):
+        model.generate(**batch(40), streamer=[])
+
+
+@pytest.fixture(scope="module")
+def tokenizer_and_model_dir(tmp_path_factory):
+    """A Pegasus SentencePiece tokenizer trained here, and a tiny model with its vocabulary."""
+    import bigbird
+    from tokenizer_fixtures import train_spm, write_corpus
+
+    root = tmp_path_factory.mktemp("streaming")
+    tokenizer = bigbird.PegasusTokenizer.from_pretrained(
+        train_spm(write_corpus(root / "corpus.txt", lines=600), root / "spm", "pegasus").parent)
+    save_tiny(SEQ2SEQ, root / "model", vocab_size=len(tokenizer))
+    return tokenizer, root / "model"
+
+
+def test_text_iterator_streamer_streams_our_tokenizer_text_as_with_transformers(tokenizer_and_model_dir):
+    from transformers import TextIteratorStreamer
+
+    tokenizer, directory = tokenizer_and_model_dir
+    inputs = tokenizer(["A long document about sparse attention."], return_tensors="pt")
+    texts = []
+    for model in (theirs(SEQ2SEQ, directory), ours(SEQ2SEQ, directory)):
+        streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+        sequences = model.generate(**inputs, max_new_tokens=12, no_repeat_ngram_size=2, streamer=streamer)
+        texts.append(list(streamer))  # generate() has returned: the queue holds every piece and the end signal
+    assert texts[1] == texts[0]
+    assert "".join(texts[1]) == tokenizer.decode(sequences[0], skip_special_tokens=True) != ""
+    two_rows = tokenizer(["One document.", "Another one."], padding=True, return_tensors="pt")
+    model = _no_encoder(ours(SEQ2SEQ, directory))
+    with pytest.raises(ValueError, match="batch size 1"):  # Transformers' streamers take one row, before compute
+        model.generate(**two_rows, streamer=TextIteratorStreamer(tokenizer))
+
+
+@pytest.mark.parametrize("length,masked", [(40, True), (100, True), (100, False)])
+def test_inputs_embeds_give_transformers_tokens(length, masked, seq2seq_dir):
+    inputs = batch(length)
+    hf, model = theirs(SEQ2SEQ, seq2seq_dir), ours(SEQ2SEQ, seq2seq_dir)
+    with torch.no_grad():
+        embeds = hf.get_encoder().embed_tokens(inputs["input_ids"])
+    mask = {"attention_mask": inputs["attention_mask"]} if masked else {}
+    for settings in (dict(max_new_tokens=8), dict(num_beams=3, max_new_tokens=6)):
+        expected = hf.generate(inputs_embeds=embeds, **mask, **settings)
+        assert torch.equal(model.generate(inputs_embeds=embeds, **mask, **settings), expected)
+    if masked:
+        assert torch.equal(model.generate(inputs_embeds=embeds, **mask, max_new_tokens=8),
+                           model.generate(**inputs, max_new_tokens=8))
+
+
+def test_bad_inputs_embeds_are_refused_before_compute(seq2seq_dir, causal_dir):
+    model = _no_encoder(ours(SEQ2SEQ, seq2seq_dir))
+    embeds = torch.randn(2, 10, 32)
+    with pytest.raises(ValueError, match="exactly one"):
+        model.generate(torch.ones(2, 10, dtype=torch.long), inputs_embeds=embeds)
+    with pytest.raises(ValueError, match="exactly one"):
+        model.generate()
+    with pytest.raises(ValueError, match="d_model=32"):
+        model.generate(inputs_embeds=torch.randn(2, 10, 16))
+    with pytest.raises(ValueError, match=r"inputs_embeds.to\(torch.float32\)"):
+        model.generate(inputs_embeds=embeds.double())
+    with pytest.raises(ValueError, match="attention_mask"):
+        model.generate(inputs_embeds=embeds, attention_mask=torch.ones(2, 9))
+    with pytest.raises(ValueError, match="max_position_embeddings"):
+        model.generate(inputs_embeds=torch.randn(1, 513, 32))
+    with pytest.raises(ValueError, match="input_ids, not inputs_embeds"):
+        ours(CAUSAL, causal_dir).generate(inputs_embeds=embeds)
+
+
+class Ban:
+    """Bans one token (a processor that treats each logit on its own)."""
+
+    def __init__(self, token):
+        self.token = token
+
+    def __call__(self, input_ids, scores):
+        return scores.index_fill(1, torch.tensor([self.token]), float("-inf"))
+
+
+class Boost:
+    """Raises one token's score: before or after temperature gives other sampling probabilities."""
+
+    def __init__(self, token, amount):
+        self.token, self.amount = token, amount
+
+    def __call__(self, input_ids, scores):
+        return scores.index_add(1, torch.tensor([self.token]), torch.full((scores.shape[0], 1), self.amount))
+
+
+class StopAfter:
+    """Finishes the rows whose last token is `token`; records what it was given."""
+
+    def __init__(self, token):
+        self.token = token
+        self.calls = []
+
+    def __call__(self, input_ids, scores):
+        self.calls.append((input_ids.tolist(), None if scores is None else len(scores)))
+        return input_ids[:, -1] == self.token
+
+
+def finish_row_0_at_length_4(input_ids, scores):
+    finished = torch.zeros(input_ids.shape[0], dtype=torch.bool)
+    finished[0] = input_ids.shape[1] >= 4
+    return finished
+
+
+CUSTOM_SETTINGS = [
+    dict(max_new_tokens=10, no_repeat_ngram_size=1),
+    dict(max_new_tokens=10, no_repeat_ngram_size=1, eos_token_id=None),  # finished rows go on with real tokens
+    dict(max_new_tokens=10, no_repeat_ngram_size=1, output_scores=True, return_dict_in_generate=True),
+    dict(num_beams=3, num_return_sequences=2, max_new_tokens=8, no_repeat_ngram_size=1),
+    dict(do_sample=True, temperature=0.5, top_k=30, max_new_tokens=10),
+]
+
+
+@pytest.mark.parametrize("settings", CUSTOM_SETTINGS, ids=lambda s: "-".join(f"{k}={v}" for k, v in s.items()))
+def test_logits_processor_and_stopping_criteria_match_transformers(settings, seq2seq_dir):
+    from transformers import LogitsProcessorList, StoppingCriteriaList
+
+    inputs = batch(100)
+    plain = {key: value for key, value in settings.items()
+             if key not in ("output_scores", "return_dict_in_generate", "eos_token_id")}
+    torch.manual_seed(2)
+    banned = _generated_token(SEQ2SEQ, seq2seq_dir, inputs, 0, 0, **plain)
+    processors = LogitsProcessorList([Ban(banned), Boost((banned + 1) % 99, 1.5)])
+    torch.manual_seed(3)
+    stop = _generated_token(SEQ2SEQ, seq2seq_dir, inputs, 1, 5, logits_processor=processors, **plain)
+    results, recorders = [], []
+    for model in (theirs(SEQ2SEQ, seq2seq_dir), ours(SEQ2SEQ, seq2seq_dir)):
+        recorders.append(StopAfter(stop))
+        torch.manual_seed(3)
+        results.append(model.generate(**inputs, **settings, logits_processor=processors,
+                                      stopping_criteria=StoppingCriteriaList([recorders[-1],
+                                                                              finish_row_0_at_length_4])))
+    expected, got = results
+    if settings.get("return_dict_in_generate"):
+        expected, got = expected.sequences, got.sequences
+    assert torch.equal(got, expected)
+    assert recorders[1].calls == recorders[0].calls
+    assert banned not in got[:, 1:]
+
+
+def test_a_criterion_may_return_a_python_bool_and_must_not_return_other_things(seq2seq_dir):
+    inputs = batch(40)
+    at_six = [lambda ids, scores: ids.shape[1] >= 6]
+    expected = theirs(SEQ2SEQ, seq2seq_dir).generate(**inputs, max_new_tokens=10, stopping_criteria=at_six)
+    got = ours(SEQ2SEQ, seq2seq_dir).generate(**inputs, max_new_tokens=10, stopping_criteria=at_six)
+    assert expected.shape[1] == 6 and torch.equal(got, expected)
+    with pytest.raises(ValueError, match=r"bool tensor of shape \(3,\)"):
+        ours(SEQ2SEQ, seq2seq_dir).generate(**inputs, max_new_tokens=4,
+                                            stopping_criteria=[lambda ids, scores: ids[:, -1:] > 0])
+
+
+def second_best_bonus(input_ids, scores):
+    """Not coordinate-wise: the token that wins depends on every other logit."""
+    second = scores.topk(2, dim=-1).indices[:, 1:]
+    return scores.scatter_add(1, second, torch.full(second.shape, 50.0))
+
+
+def ban_best(input_ids, scores):
+    """Not coordinate-wise: through the screened argmax it would ban the only candidate left."""
+    return scores.scatter(1, scores.argmax(dim=-1, keepdim=True), float("-inf"))
+
+
+def negated(input_ids, scores):
+    """Coordinate-wise but decreasing: greedy search then picks the least likely token."""
+    return -scores
+
+
+@pytest.mark.parametrize("processor", [second_best_bonus, ban_best, negated])
+def test_greedy_search_with_a_caller_processor_takes_the_full_logits(processor, seq2seq_dir, monkeypatch):
+    from bigbird.output_head import OutputHead
+
+    inputs = {key: value[:2] for key, value in batch(100).items()}  # few enough rows for the screened argmax
+    expected = theirs(SEQ2SEQ, seq2seq_dir).generate(**inputs, max_new_tokens=10, logits_processor=[processor])
+    model = ours(SEQ2SEQ, seq2seq_dir)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the screened argmax assumes processors that treat each logit alone, non-decreasing")
+
+    monkeypatch.setattr(OutputHead, "greedy_tokens", refuse)
+    assert torch.equal(model.generate(**inputs, max_new_tokens=10, logits_processor=[processor]), expected)
+
+
+def test_bad_processors_and_criteria_are_refused_before_compute(seq2seq_dir):
+    model = _no_encoder(ours(SEQ2SEQ, seq2seq_dir))
+    with pytest.raises(TypeError, match="logits_processor must be a list"):
+        model.generate(**batch(40), logits_processor=negated)
+    with pytest.raises(TypeError, match="stopping_criteria must be a list"):
+        model.generate(**batch(40), stopping_criteria=[StopAfter(3), "eos"])

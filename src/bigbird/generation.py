@@ -4,13 +4,16 @@ The encoder runs once; a `DecodeStep` then turns the newest token of every row i
 state, reusing the cache (the prompt goes in whole on the first call), and its `head` into next-token logits
 (greedy search takes the argmax without computing them all, see `output_head`). The search rules, and so the tokens,
 are Transformers' `generate`: the same processors (see `logits_processing`), the same stopping rules,
-beam search with its length penalty, `early_stopping` heuristics and output padding.
+beam search with its length penalty, `early_stopping` heuristics and output padding. A call may add its own
+processors and stopping criteria, and a streamer that receives the prompt and then each step's tokens, with
+Transformers' protocols.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import torch
@@ -23,6 +26,9 @@ from .outputs import ModelOutput
 
 UNREACHABLE = -1.0e9
 
+# criterion(tokens so far (rows, length), the scores kept so far or None) -> a bool, or bool (rows,): finished rows.
+Criterion = Callable[[torch.Tensor, tuple[torch.Tensor, ...] | None], torch.Tensor | bool]
+
 
 class DecodeStep(Protocol):
     head: OutputHead
@@ -32,6 +38,16 @@ class DecodeStep(Protocol):
 
     def reorder(self, rows: torch.Tensor) -> None:
         """Keep the cached state of rows `rows` (rows,) (the beams chosen at a beam-search step)."""
+
+
+class Streamer(Protocol):
+    """Transformers' streamer protocol (`TextStreamer`, `TextIteratorStreamer`)."""
+
+    def put(self, value: torch.Tensor) -> None:
+        """The prompt (rows, prompt_length) first, then the tokens (rows,) of every step, on the CPU."""
+
+    def end(self) -> None:
+        """Generation is over."""
 
 
 @dataclasses.dataclass
@@ -54,44 +70,105 @@ class GenerationMixin:
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, *,
-                 decoder_input_ids: torch.Tensor | None = None, generation_config: GenerationConfig | None = None,
+                 inputs_embeds: torch.Tensor | None = None, decoder_input_ids: torch.Tensor | None = None,
+                 generation_config: GenerationConfig | None = None,
+                 logits_processor: Sequence[Processor] | None = None,
+                 stopping_criteria: Sequence[Criterion] | None = None, streamer: Streamer | None = None,
                  generator: torch.Generator | None = None, seed: int | None = None,
                  **settings: Any) -> torch.Tensor | GenerateOutput:
         """Generate token ids as Transformers' `generate` does.
 
         input_ids (batch, length) and attention_mask (batch, length): the encoder input (or, for the causal LM,
-        the prompt). Settings (`max_length`, `max_new_tokens`, `min_length`, `min_new_tokens`, `num_beams`,
+        the prompt); the encoder-decoder takes inputs_embeds (batch, length, d_model) instead of input_ids too.
+        Settings (`max_length`, `max_new_tokens`, `min_length`, `min_new_tokens`, `num_beams`,
         `length_penalty`, `early_stopping`, `num_return_sequences`, `no_repeat_ngram_size`,
         `repetition_penalty`, `bad_words_ids`, `do_sample`, `temperature`, `top_k`, `top_p`, ...) override
         `generation_config` (default: the checkpoint's generation_config.json). Sampling draws from
         `generator`, or from a new generator seeded with `seed`, or from torch's global generator.
+        `logits_processor`: callables processor(tokens (rows, length), scores (rows, vocab)) -> scores, applied
+        after the built-in processors (before temperature, top-k and top-p); `stopping_criteria`: callables
+        criterion(tokens, scores) -> a bool or a bool tensor (rows,), true for rows that are finished;
+        `streamer`: receives put(prompt), put(tokens) after every step, then end() (not with beam search).
         Returns (batch * num_return_sequences, generated_length) token ids, or a `GenerateOutput` with
         `return_dict_in_generate=True`.
         """
-        if input_ids is None:
-            raise ValueError("generate() needs input_ids of shape (batch, length)")
+        if (input_ids is None) == (inputs_embeds is None):
+            raise ValueError("generate() needs either input_ids of shape (batch, length) or inputs_embeds of shape "
+                             "(batch, length, d_model): pass exactly one of them")
         if seed is not None and generator is not None:
             raise ValueError("pass either seed or generator, not both")
-        if seed is not None:
-            generator = torch.Generator(device=input_ids.device).manual_seed(seed)
-        prompt, prompt_padding = self._decoder_prompt(input_ids, attention_mask, decoder_input_ids)
+        custom_processors = _callables(logits_processor, "logits_processor", "processor(input_ids, scores) -> scores",
+                                       "LogitsProcessorList")
+        criteria = _callables(stopping_criteria, "stopping_criteria", "criterion(input_ids, scores) -> bool tensor",
+                              "StoppingCriteriaList")
+        prompt, prompt_padding = self._decoder_prompt(input_ids, inputs_embeds, attention_mask, decoder_input_ids)
         run = resolve(generation_config or self.generation_config, settings, prompt_length=prompt.shape[1],
                       max_positions=self.config.max_position_embeddings)
+        _check_streamer(streamer, run)
+        if seed is not None:
+            generator = torch.Generator(device=prompt.device).manual_seed(seed)
         expand = max(run.num_beams, run.num_return_sequences)
         if prompt_padding is not None:
             prompt_padding = prompt_padding.repeat_interleave(expand, dim=0)
-        processors = build_processors(run, prompt_padding)
-        step = self._decode_step(input_ids, attention_mask, expand, run.max_length)
+        processors = build_processors(run, prompt_padding, custom_processors)
         prompt = prompt.repeat_interleave(expand, dim=0)
+        if streamer is not None:
+            streamer.put(prompt.cpu())
+        step = self._decode_step(input_ids, inputs_embeds, attention_mask, expand, run.max_length)
         if run.num_beams > 1:
-            sequences, scores, sequence_scores = beam_search(step, prompt, run, processors, generator)
+            sequences, scores, sequence_scores = beam_search(step, prompt, run, processors, generator,
+                                                             criteria=criteria)
         else:
-            sequences, scores = greedy_or_sample(step, prompt, run, processors, generator)
+            sequences, scores = greedy_or_sample(step, prompt, run, processors, generator, criteria=criteria,
+                                                 streamer=streamer, screened=not custom_processors)
             sequence_scores = None
+        if streamer is not None:
+            streamer.end()
         if not run.return_dict_in_generate:
             return sequences
         return GenerateOutput(sequences=sequences, sequences_scores=sequence_scores,
-                              scores=tuple(scores) if run.output_scores else None)
+                              scores=None if scores is None else tuple(scores))
+
+
+def _callables(value: Sequence[Callable] | None, name: str, signature: str, transformers_list: str) -> list[Callable]:
+    """A call's `logits_processor` or `stopping_criteria` as a list, refused unless a list or tuple of callables."""
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)) or not all(callable(item) for item in value):
+        raise TypeError(f"{name} must be a list of callables {signature} (such as Transformers' "
+                        f"{transformers_list}([...])), got {value!r}: wrap a single one in a list")
+    return list(value)
+
+
+def _check_streamer(streamer: Streamer | None, run: ResolvedGeneration) -> None:
+    """Refuse a streamer without put() and end(), and with beam search (Transformers refuses it there too)."""
+    if streamer is None:
+        return
+    if not (callable(getattr(streamer, "put", None)) and callable(getattr(streamer, "end", None))):
+        raise TypeError(f"streamer must have put(token_ids) and end() methods, like Transformers' TextStreamer; "
+                        f"got {streamer!r}")
+    if run.num_beams > 1:
+        raise ValueError(f"a streamer cannot be used with beam search (num_beams={run.num_beams}): set num_beams=1 "
+                         "or generate without the streamer")
+
+
+def _finished_by(criteria: Sequence[Criterion], ids: torch.Tensor,
+                 scores: list[torch.Tensor] | None) -> torch.Tensor | None:
+    """(rows,) bool: the rows of ids (rows, length) that some caller's criterion finishes; None without criteria.
+
+    Each criterion gets the scores kept for the output (None unless they are returned), as in Transformers.
+    """
+    if not criteria:
+        return None
+    kept = None if scores is None else tuple(scores)
+    finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+    for criterion in criteria:
+        verdict = torch.as_tensor(criterion(ids, kept), device=ids.device)
+        if verdict.dtype != torch.bool or verdict.dim() > 1 or verdict.numel() not in (1, ids.shape[0]):
+            raise ValueError(f"the stopping criterion {criterion!r} returned {verdict!r}: it must return a bool or "
+                             f"a bool tensor of shape ({ids.shape[0]},), one per row")
+        finished = finished | verdict
+    return finished
 
 
 def _eos_tensor(run: ResolvedGeneration, device: torch.device) -> torch.Tensor | None:
@@ -99,21 +176,28 @@ def _eos_tensor(run: ResolvedGeneration, device: torch.device) -> torch.Tensor |
 
 
 def greedy_or_sample(step: DecodeStep, prompt: torch.Tensor, run: ResolvedGeneration, processors: list[Processor],
-                     generator: torch.Generator | None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+                     generator: torch.Generator | None, *, criteria: Sequence[Criterion] = (),
+                     streamer: Streamer | None = None,
+                     screened: bool = True) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
     """Greedy search, or multinomial sampling with `run.do_sample`.
 
-    prompt: (rows, prompt_length). Returns the sequences (rows, length <= max_length), finished rows padded
-    with the pad token, and the processed scores of every step (when `run.output_scores`).
+    prompt: (rows, prompt_length). A row is finished at an end token or when a criterion says so; finished rows
+    go on with the pad token when there are end tokens (with real tokens otherwise, as in Transformers), and the
+    search stops when every row is finished or at max_length. Each step's tokens (rows,) go to the `streamer`.
+    `screened`: greedy search may take its argmax through `OutputHead.greedy_tokens`, valid only when every
+    processor treats each logit on its own, never lowering it when it rises (the built-in ones do; a caller's
+    need not). Returns the sequences (rows, length <= max_length) and, when they are returned
+    (`output_scores` with `return_dict_in_generate`), the processed scores of every step.
     """
     eos = _eos_tensor(run, prompt.device)
     ids = prompt
     unfinished = torch.ones(ids.shape[0], dtype=torch.bool, device=ids.device)
-    scores = []
+    scores = [] if run.output_scores and run.return_dict_in_generate else None
     hidden = step(ids)
     while True:
-        if run.do_sample or run.output_scores:
+        if run.do_sample or scores is not None or not screened:
             next_scores = apply(processors, ids, step.head.logits(hidden))
-            if run.output_scores:
+            if scores is not None:
                 scores.append(next_scores)
             if run.do_sample:
                 next_tokens = torch.multinomial(next_scores.softmax(dim=-1), 1, generator=generator).squeeze(1)
@@ -125,21 +209,28 @@ def greedy_or_sample(step: DecodeStep, prompt: torch.Tensor, run: ResolvedGenera
             next_tokens = torch.where(unfinished, next_tokens, run.pad_token_id)
             unfinished &= ~torch.isin(next_tokens, eos)
         ids = torch.cat([ids, next_tokens[:, None]], dim=1)
+        finished = _finished_by(criteria, ids, scores)
+        if finished is not None:
+            unfinished &= ~finished
+        if streamer is not None:
+            streamer.put(next_tokens.cpu())
         if ids.shape[1] >= run.max_length or not bool(unfinished.any()):
             return ids, scores
         hidden = step(next_tokens[:, None])
 
 
 def beam_search(step: DecodeStep, prompt: torch.Tensor, run: ResolvedGeneration, processors: list[Processor],
-                generator: torch.Generator | None) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+                generator: torch.Generator | None, *,
+                criteria: Sequence[Criterion] = ()) -> tuple[torch.Tensor, list[torch.Tensor] | None, torch.Tensor]:
     """Beam search (beam sampling with `run.do_sample`) with Transformers' rules.
 
     prompt: (batch * num_beams, prompt_length), each input's rows adjacent. Every step extends each running
     beam by every token, keeps the best `2 * num_beams` candidates (more with several end tokens), sends
-    candidates that end (end token or max_length) among the top `num_beams` to the finished set (scored
-    by sum of log-probs / generated_length ** length_penalty), and continues with the best `num_beams`
-    candidates that did not end. Returns the best `num_return_sequences` finished sequences per input
-    (padded with pad, or end token when pad is 0), the processed scores per step, and their scores.
+    candidates that end (end token, max_length, or a criterion says so) among the top `num_beams` to the
+    finished set (scored by sum of log-probs / generated_length ** length_penalty), and continues with the best
+    `num_beams` candidates that did not end. Returns the best `num_return_sequences` finished sequences per input
+    (padded with pad, or end token when pad is 0), the processed scores per step when they are returned
+    (`output_scores` with `return_dict_in_generate`), and the sequences' scores.
     """
     beams, prompt_length, max_length = run.num_beams, prompt.shape[1], run.max_length
     batch = prompt.shape[0] // beams
@@ -159,14 +250,14 @@ def beam_search(step: DecodeStep, prompt: torch.Tensor, run: ResolvedGeneration,
     improvable = torch.ones((batch, 1), dtype=torch.bool, device=device)
     among_top = torch.arange(keep, device=device) < beams
     row_offset = torch.arange(batch, device=device)[:, None] * beams
-    scores = []
+    scores = [] if run.output_scores and run.return_dict_in_generate else None
 
     cur_len = prompt_length
     hidden = step(prompt)
     while True:
         log_probs = apply(processors, running[:, :, :cur_len].reshape(batch * beams, cur_len),
                           F.log_softmax(step.head.logits(hidden), dim=-1))
-        if run.output_scores:
+        if scores is not None:
             scores.append(log_probs)
         vocab = log_probs.shape[-1]
         totals = (log_probs.view(batch, beams, vocab) + running_scores[:, :, None]).view(batch, beams * vocab)
@@ -181,6 +272,9 @@ def beam_search(step: DecodeStep, prompt: torch.Tensor, run: ResolvedGeneration,
         ends = torch.full_like(among_top[None].expand(batch, keep), cur_len + 1 >= max_length)
         if eos is not None:
             ends = ends | torch.isin(candidates[:, :, cur_len], eos)
+        stopped = _finished_by(criteria, candidates[:, :, :cur_len + 1].reshape(batch * keep, cur_len + 1), scores)
+        if stopped is not None:
+            ends = ends | stopped.view(batch, keep)
 
         # Continue with the best candidates that did not end.
         open_scores = top + ends.float() * UNREACHABLE

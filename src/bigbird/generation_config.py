@@ -78,14 +78,15 @@ class GenerationConfig:
             json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
 
     def merged(self, **overrides: Any) -> GenerationConfig:
-        """A copy with `overrides` (the arguments of a `generate()` call) set; unknown names are an error."""
+        """A copy with `overrides` (the arguments of a `generate()` call) set, None unsetting; unknown names are an
+        error."""
         names = {f.name for f in dataclasses.fields(self)} - {"extra"}
         unknown = sorted(set(overrides) - names)
         if unknown:
             raise TypeError(
                 f"generate() got unsupported arguments {unknown}; the supported settings are {sorted(names)}"
             )
-        return dataclasses.replace(self, **{k: v for k, v in overrides.items() if v is not None})
+        return dataclasses.replace(self, **overrides)
 
 
 DEFAULTS = dict(max_length=20, min_length=0, do_sample=False, num_beams=1, num_return_sequences=1, temperature=1.0,
@@ -125,8 +126,10 @@ def resolve(base: GenerationConfig, overrides: dict[str, Any], *, prompt_length:
 
     Raises a ValueError naming the problem for contradictory or impossible settings.
     """
-    call = {key: value for key, value in overrides.items() if value is not None}
-    conflict = "max_length" in call and "max_new_tokens" in call
+    # As in Transformers, an explicit None unsets a setting without a default (eos_token_id=None: no end token);
+    # for a setting with a default it means that default.
+    call = {key: value for key, value in overrides.items() if value is not None or key not in DEFAULTS}
+    conflict = call.get("max_length") is not None and call.get("max_new_tokens") is not None
     if conflict and call["max_length"] != prompt_length + call["max_new_tokens"]:
         raise ValueError(
             f"max_length={call['max_length']} and max_new_tokens={call['max_new_tokens']} disagree (the prompt has "

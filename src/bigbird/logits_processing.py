@@ -2,12 +2,12 @@
 
 Each processor maps (tokens so far (rows, length), scores (rows, vocab)) to new scores. The order is
 Transformers': repetition penalty, no-repeat n-grams, bad words, minimum length, forced first/last
-token; then, when sampling, temperature, top-k and top-p.
+token, the caller's own processors; then, when sampling, temperature, top-k and top-p.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -17,10 +17,13 @@ Processor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 NEG_INF = float("-inf")
 
 
-def build_processors(settings: ResolvedGeneration, prompt_padding: torch.Tensor | None = None) -> list[Processor]:
+def build_processors(settings: ResolvedGeneration, prompt_padding: torch.Tensor | None = None,
+                     custom: Sequence[Processor] = ()) -> list[Processor]:
     """The processors a generation call applies, in order.
 
     prompt_padding: (rows,) number of left-padding tokens of each prompt, which the repetition penalty skips.
+    custom: the caller's processors (`generate(logits_processor=...)`), after the built-in ones and before the
+    sampling warpers, where Transformers puts them.
     """
     processors: list[Processor] = []
     if settings.repetition_penalty != 1.0:
@@ -37,6 +40,7 @@ def build_processors(settings: ResolvedGeneration, prompt_padding: torch.Tensor 
         processors.append(force_token_at(1, [settings.forced_bos_token_id]))
     if settings.forced_eos_token_id is not None:
         processors.append(force_token_at(settings.max_length - 1, settings.forced_eos_token_id))
+    processors.extend(custom)
     if settings.do_sample:
         keep = 1 if settings.num_beams == 1 else (len(eos) if eos else 1) + 1
         if settings.temperature != 1.0:

@@ -231,20 +231,38 @@ class BigBirdPegasusForConditionalGeneration(BigBirdPegasusPreTrainedModel, Gene
         )
         return output if return_dict else output.to_tuple()
 
-    def _decoder_prompt(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+    def _decoder_prompt(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None,
+                        attention_mask: torch.Tensor | None,
                         decoder_input_ids: torch.Tensor | None) -> tuple[torch.Tensor, None]:
-        check_encoder_input(input_ids, attention_mask, self.config)
+        """The decoder's first tokens (batch, prompt_length): the start token, then decoder_input_ids if given.
+        The encoder input is input_ids (batch, length) or inputs_embeds (batch, length, d_model)."""
+        if inputs_embeds is None:
+            check_encoder_input(input_ids, attention_mask, self.config)
+        else:
+            self._check_inputs_embeds(inputs_embeds, attention_mask)
+        source = input_ids if inputs_embeds is None else inputs_embeds
         start = decoder_start_token(self.config, self.generation_config)
-        first = torch.full((input_ids.shape[0], 1), start, dtype=torch.long, device=input_ids.device)
+        first = torch.full((source.shape[0], 1), start, dtype=torch.long, device=source.device)
         if decoder_input_ids is None:
             return first, None
         if bool((decoder_input_ids[:, 0] != start).all()):
             decoder_input_ids = torch.cat([first, decoder_input_ids], dim=1)
         return decoder_input_ids, None
 
-    def _decode_step(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, group: int,
-                     max_length: int) -> Seq2SeqDecodeStep:
-        encoder_hidden = self.model.encoder(input_ids, attention_mask).last_hidden_state
+    def _check_inputs_embeds(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
+        """Raise a ValueError naming the problem when the encoder cannot take these embeddings."""
+        weight = self.model.shared.weight
+        if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != self.config.d_model:
+            raise ValueError(f"inputs_embeds must have shape (batch, length, d_model={self.config.d_model}), got "
+                             f"{tuple(inputs_embeds.shape)}")
+        if inputs_embeds.dtype != weight.dtype:
+            raise ValueError(f"inputs_embeds has dtype {inputs_embeds.dtype} but the model's weights are "
+                             f"{weight.dtype}: convert them with inputs_embeds.to({weight.dtype})")
+        check_encoder_input(inputs_embeds[..., 0], attention_mask, self.config)
+
+    def _decode_step(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None,
+                     attention_mask: torch.Tensor | None, group: int, max_length: int) -> Seq2SeqDecodeStep:
+        encoder_hidden = self.model.encoder(input_ids, attention_mask, inputs_embeds).last_hidden_state
         return Seq2SeqDecodeStep(self, encoder_hidden, attention_mask, group, max_length)
 
 
@@ -492,8 +510,13 @@ class BigBirdPegasusForCausalLM(BigBirdPegasusPreTrainedModel, GenerationMixin):
         )
         return output if return_dict else output.to_tuple()
 
-    def _decoder_prompt(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None,
+    def _decoder_prompt(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None,
+                        attention_mask: torch.Tensor | None,
                         decoder_input_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The prompt input_ids (batch, length), and the number of left-padding tokens of each row (batch,)
+        when there is an attention_mask."""
+        if inputs_embeds is not None:
+            raise ValueError("the causal LM's generate() takes its prompt as input_ids, not inputs_embeds")
         if decoder_input_ids is not None:
             raise ValueError("the causal LM has no decoder_input_ids: its prompt is input_ids")
         if input_ids.dim() != 2 or input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
@@ -505,8 +528,8 @@ class BigBirdPegasusForCausalLM(BigBirdPegasusPreTrainedModel, GenerationMixin):
         padding = None if attention_mask is None else (attention_mask != 0).int().argmax(dim=1)
         return input_ids, padding
 
-    def _decode_step(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, group: int,
-                     max_length: int) -> CausalDecodeStep:
+    def _decode_step(self, input_ids: torch.Tensor, inputs_embeds: None, attention_mask: torch.Tensor | None,
+                     group: int, max_length: int) -> CausalDecodeStep:
         if attention_mask is not None:
             attention_mask = attention_mask.repeat_interleave(group, dim=0)
         return CausalDecodeStep(self, attention_mask, max_length)
