@@ -264,6 +264,34 @@ def test_inputs_embeds_give_transformers_tokens(length, masked, seq2seq_dir):
                            model.generate(**inputs, max_new_tokens=8))
 
 
+@pytest.mark.parametrize("name", [SEQ2SEQ, CAUSAL])
+def test_input_embeddings_carry_the_scale_as_in_transformers(name, seq2seq_dir, causal_dir):
+    directory = seq2seq_dir if name == SEQ2SEQ else causal_dir
+    ids = batch(40)["input_ids"]
+    with torch.no_grad():
+        expected = theirs(name, directory).get_input_embeddings()(ids)
+        got = ours(name, directory).get_input_embeddings()(ids)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)  # Transformers' embeddings are scaled by sqrt(d_model)
+    if name == SEQ2SEQ:
+        inputs = batch(40)
+        with torch.no_grad():
+            embeds = ours(SEQ2SEQ, directory).get_input_embeddings()(inputs["input_ids"])
+        expected = theirs(SEQ2SEQ, directory).generate(inputs_embeds=embeds, attention_mask=inputs["attention_mask"],
+                                                       max_new_tokens=8)
+        assert torch.equal(ours(SEQ2SEQ, directory).generate(inputs_embeds=embeds,
+                                                             attention_mask=inputs["attention_mask"],
+                                                             max_new_tokens=8), expected)
+
+
+def test_decoder_start_token_can_be_set_per_call(seq2seq_dir):
+    inputs = batch(40)
+    settings = dict(decoder_start_token_id=5, max_new_tokens=6)
+    expected = theirs(SEQ2SEQ, seq2seq_dir).generate(**inputs, **settings)
+    got = ours(SEQ2SEQ, seq2seq_dir).generate(**inputs, **settings)
+    assert bool((got[:, 0] == 5).all())
+    assert torch.equal(got, expected)
+
+
 def test_bad_inputs_embeds_are_refused_before_compute(seq2seq_dir, causal_dir):
     model = _no_encoder(ours(SEQ2SEQ, seq2seq_dir))
     embeds = torch.randn(2, 10, 32)

@@ -101,9 +101,10 @@ class GenerationMixin:
                                        "LogitsProcessorList")
         criteria = _callables(stopping_criteria, "stopping_criteria", "criterion(input_ids, scores) -> bool tensor",
                               "StoppingCriteriaList")
-        prompt, prompt_padding = self._decoder_prompt(input_ids, inputs_embeds, attention_mask, decoder_input_ids)
-        run = resolve(generation_config or self.generation_config, settings, prompt_length=prompt.shape[1],
-                      max_positions=self.config.max_position_embeddings)
+        base = generation_config or self.generation_config
+        prompt, prompt_padding = self._decoder_prompt(input_ids, inputs_embeds, attention_mask, decoder_input_ids,
+                                                      base.merged(**settings))
+        run = resolve(base, settings, prompt_length=prompt.shape[1], max_positions=self.config.max_position_embeddings)
         _check_streamer(streamer, run)
         if seed is not None:
             generator = torch.Generator(device=prompt.device).manual_seed(seed)

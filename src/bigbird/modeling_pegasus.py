@@ -19,7 +19,7 @@ from .config import BigBirdPegasusConfig
 from .decoder_attention import DecoderCache, additive_mask
 from .generation import GenerationMixin
 from .generation_config import GenerationConfig
-from .modeling_pegasus_decoder import PegasusDecoder
+from .modeling_pegasus_decoder import PegasusDecoder, ScaledEmbedding
 from .modeling_pegasus_encoder import PegasusEncoder, check_encoder_input
 from .modeling_utils import PreTrainedModel
 from .output_head import HalfCopyCache, OutputHead
@@ -102,12 +102,12 @@ class BigBirdPegasusModel(BigBirdPegasusPreTrainedModel):
 
     def __init__(self, config: BigBirdPegasusConfig) -> None:
         super().__init__(config)
-        self.shared = nn.Embedding(config.vocab_size, config.d_model, padding_idx=config.pad_token_id)
+        self.shared = ScaledEmbedding(config)
         self.encoder = PegasusEncoder(config, self.shared)
         self.decoder = PegasusDecoder(config, self.shared)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
+    def get_input_embeddings(self) -> ScaledEmbedding:
         return self.shared
 
     def forward(
@@ -172,7 +172,7 @@ class BigBirdPegasusForConditionalGeneration(BigBirdPegasusPreTrainedModel, Gene
         self._lm_head_half = HalfCopyCache()  # for greedy search, see output_head
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
+    def get_input_embeddings(self) -> ScaledEmbedding:
         return self.model.shared
 
     def get_output_embeddings(self) -> nn.Linear:
@@ -232,16 +232,17 @@ class BigBirdPegasusForConditionalGeneration(BigBirdPegasusPreTrainedModel, Gene
         return output if return_dict else output.to_tuple()
 
     def _decoder_prompt(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None,
-                        attention_mask: torch.Tensor | None,
-                        decoder_input_ids: torch.Tensor | None) -> tuple[torch.Tensor, None]:
-        """The decoder's first tokens (batch, prompt_length): the start token, then decoder_input_ids if given.
-        The encoder input is input_ids (batch, length) or inputs_embeds (batch, length, d_model)."""
+                        attention_mask: torch.Tensor | None, decoder_input_ids: torch.Tensor | None,
+                        generation_config: GenerationConfig) -> tuple[torch.Tensor, None]:
+        """The decoder's first tokens (batch, prompt_length): the start token (the call's, else the model's), then
+        decoder_input_ids if given. The encoder input is input_ids (batch, length) or inputs_embeds (batch, length,
+        d_model)."""
         if inputs_embeds is None:
             check_encoder_input(input_ids, attention_mask, self.config)
         else:
             self._check_inputs_embeds(inputs_embeds, attention_mask)
         source = input_ids if inputs_embeds is None else inputs_embeds
-        start = decoder_start_token(self.config, self.generation_config)
+        start = decoder_start_token(self.config, generation_config)
         first = torch.full((source.shape[0], 1), start, dtype=torch.long, device=source.device)
         if decoder_input_ids is None:
             return first, None
@@ -309,7 +310,7 @@ class BigBirdPegasusForSequenceClassification(BigBirdPegasusPreTrainedModel):
         self.classification_head = BigBirdPegasusClassificationHead(config)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
+    def get_input_embeddings(self) -> ScaledEmbedding:
         return self.model.shared
 
     def forward(
@@ -395,7 +396,7 @@ class BigBirdPegasusForQuestionAnswering(BigBirdPegasusPreTrainedModel):
         self.qa_outputs = nn.Linear(config.d_model, 2)
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
+    def get_input_embeddings(self) -> ScaledEmbedding:
         return self.model.shared
 
     def forward(
@@ -449,8 +450,7 @@ class DecoderWrapper(nn.Module):
 
     def __init__(self, config: BigBirdPegasusConfig) -> None:
         super().__init__()
-        self.decoder = PegasusDecoder(config, nn.Embedding(config.vocab_size, config.d_model,
-                                                           padding_idx=config.pad_token_id))
+        self.decoder = PegasusDecoder(config, ScaledEmbedding(config))
 
 
 class BigBirdPegasusForCausalLM(BigBirdPegasusPreTrainedModel, GenerationMixin):
@@ -466,7 +466,7 @@ class BigBirdPegasusForCausalLM(BigBirdPegasusPreTrainedModel, GenerationMixin):
         self._lm_head_half = HalfCopyCache()  # for greedy search, see output_head
         self.post_init()
 
-    def get_input_embeddings(self) -> nn.Embedding:
+    def get_input_embeddings(self) -> ScaledEmbedding:
         return self.model.decoder.embed_tokens
 
     def get_output_embeddings(self) -> nn.Linear:
@@ -511,8 +511,8 @@ class BigBirdPegasusForCausalLM(BigBirdPegasusPreTrainedModel, GenerationMixin):
         return output if return_dict else output.to_tuple()
 
     def _decoder_prompt(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None,
-                        attention_mask: torch.Tensor | None,
-                        decoder_input_ids: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+                        attention_mask: torch.Tensor | None, decoder_input_ids: torch.Tensor | None,
+                        generation_config: GenerationConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The prompt input_ids (batch, length), and the number of left-padding tokens of each row (batch,)
         when there is an attention_mask."""
         if inputs_embeds is not None:

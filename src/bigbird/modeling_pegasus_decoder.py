@@ -15,10 +15,16 @@ from .config import BigBirdPegasusConfig
 from .decoder_attention import DecoderAttention, DecoderCache, LayerCache, additive_mask
 from .outputs import BaseModelOutputWithPoolingAndCrossAttentions
 
-def embed_tokens(embedding: nn.Embedding, input_ids: torch.Tensor, config: BigBirdPegasusConfig) -> torch.Tensor:
-    """Token embeddings (batch, length, d_model), times sqrt(d_model) when `scale_embedding`."""
-    scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
-    return embedding(input_ids) * scale
+class ScaledEmbedding(nn.Embedding):
+    """Token embeddings (batch, length, d_model) times sqrt(d_model) when the config's `scale_embedding` is set, as
+    Transformers' `get_input_embeddings()` returns them (so `inputs_embeds` built with it carry the scale)."""
+
+    def __init__(self, config: BigBirdPegasusConfig) -> None:
+        super().__init__(config.vocab_size, config.d_model, padding_idx=config.pad_token_id)
+        self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return super().forward(input_ids) * self.embed_scale
 
 
 class PegasusDecoderLayer(nn.Module):
@@ -61,7 +67,7 @@ class PegasusDecoder(nn.Module):
     """Decoder stack. `embed_tokens` is the shared embedding of the encoder-decoder models, or its own in the
     causal-LM model."""
 
-    def __init__(self, config: BigBirdPegasusConfig, embed_tokens: nn.Embedding) -> None:
+    def __init__(self, config: BigBirdPegasusConfig, embed_tokens: ScaledEmbedding) -> None:
         super().__init__()
         self.config = config
         self.embed_tokens = embed_tokens
@@ -92,7 +98,7 @@ class PegasusDecoder(nn.Module):
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of decoder input_ids and decoder inputs_embeds")
         if inputs_embeds is None:
-            inputs_embeds = embed_tokens(self.embed_tokens, input_ids, self.config)
+            inputs_embeds = self.embed_tokens(input_ids)
         batch, new = inputs_embeds.shape[:2]
         if use_cache and past_key_values is None:
             past_key_values = DecoderCache(len(self.layers))
@@ -154,7 +160,7 @@ class PegasusDecoder(nn.Module):
         """
         past, new = cache.get_seq_length(), input_ids.shape[1]
         positions = torch.arange(past, past + new, device=input_ids.device)
-        hidden = embed_tokens(self.embed_tokens, input_ids, self.config) + self.embed_positions(positions)
+        hidden = self.embed_tokens(input_ids) + self.embed_positions(positions)
         self_mask = self._self_attention_mask(attention_mask, input_ids.shape[0], past, new, hidden)
         for layer, layer_cache in zip(self.layers, cache.layers):
             hidden, _, _ = layer(hidden, self_mask, encoder_hidden, cross_mask, layer_cache, cache.capacity,

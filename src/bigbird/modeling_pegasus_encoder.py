@@ -17,7 +17,7 @@ from torch.utils.checkpoint import checkpoint
 from .attention import AttentionMasks, SelfAttention, full_attention_masks, sparse_attention_fits
 from .config import BigBirdPegasusConfig
 from .activations import get_activation
-from .modeling_pegasus_decoder import embed_tokens
+from .modeling_pegasus_decoder import ScaledEmbedding
 from .outputs import BaseModelOutput
 
 
@@ -50,7 +50,7 @@ class PegasusEncoderLayer(nn.Module):
 class PegasusEncoder(nn.Module):
     """Encoder stack over the shared token embedding `embed_tokens`."""
 
-    def __init__(self, config: BigBirdPegasusConfig, embed_tokens: nn.Embedding) -> None:
+    def __init__(self, config: BigBirdPegasusConfig, embed_tokens: ScaledEmbedding) -> None:
         super().__init__()
         self.config = config
         self.embed_tokens = embed_tokens
@@ -69,7 +69,7 @@ class PegasusEncoder(nn.Module):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
         if inputs_embeds is None:
             check_encoder_input(input_ids, attention_mask, self.config)
-            inputs_embeds = embed_tokens(self.embed_tokens, input_ids, self.config)
+            inputs_embeds = self.embed_tokens(input_ids)
         else:
             check_encoder_input(inputs_embeds[..., 0], attention_mask, self.config)
         batch, length = inputs_embeds.shape[:2]
@@ -114,7 +114,7 @@ class PegasusEncoder(nn.Module):
         if padding == 0:
             return hidden, attention_mask
         pad_ids = torch.full((batch, padding), self.config.pad_token_id, dtype=torch.long, device=hidden.device)
-        hidden = torch.cat([hidden, embed_tokens(self.embed_tokens, pad_ids, self.config)], dim=1)
+        hidden = torch.cat([hidden, self.embed_tokens(pad_ids)], dim=1)
         return hidden, F.pad(attention_mask, (0, padding), value=0)
 
 
