@@ -53,6 +53,33 @@ def test_op_equals_the_dense_reference_forward_and_backward(length, block_size, 
         torch.testing.assert_close(got, want.float(), atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("layout", ["fused projection", "head_dim strided"])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_strided_inputs_equal_the_reference(layout, batch):
+    """Views into a fused (batch, length, 3, heads, head_dim) projection are read in place; a head_dim that is not
+    contiguous is copied first (the kernel needs it contiguous)."""
+    heads, length, head_dim = 2, 512, 16
+    plan = block_plan(length, 32, 2, heads, seed=1, mode="train")
+    if layout == "fused projection":
+        fused = torch.randn(batch, length, 3, heads, head_dim, requires_grad=True)
+        q, k, v = fused.permute(2, 0, 3, 1, 4).unbind(0)
+    else:
+        fused = torch.randn(3, batch, heads, head_dim, length, requires_grad=True)
+        q, k, v = fused.transpose(-1, -2).unbind(0)
+    assert q.stride(-1) != 1 or not q.is_contiguous()
+    mask = torch.ones(batch, length)
+    mask[-1, -40:] = 0
+    out = block_sparse_attention(q, k, v, plan, mask)
+    expected, _ = reference_attention(*(x.detach().double() for x in (q, k, v)), plan, mask.double())
+    torch.testing.assert_close(out, expected.float(), atol=1e-5, rtol=0)
+    fused64 = fused.detach().double().requires_grad_()
+    q64, k64, v64 = (fused64.permute(2, 0, 3, 1, 4) if layout == "fused projection" else
+                     fused64.transpose(-1, -2)).unbind(0)
+    expected, _ = reference_attention(q64, k64, v64, plan, mask.double())
+    (got,), (want,) = grads(out, (fused,)), grads(expected, (fused64,))
+    torch.testing.assert_close(got, want.float(), atol=1e-5, rtol=0)
+
+
 @pytest.mark.parametrize("length, block_size, r, heads, mode, padded",
                          [CASES[0], CASES[3], CASES[5], (1152, 16, 2, 2, "eval", (0, 50))])
 def test_rows_processed_in_chunks_equal_the_reference(length, block_size, r, heads, mode, padded, monkeypatch):

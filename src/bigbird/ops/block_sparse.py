@@ -208,7 +208,8 @@ class _CpuBlockSparse(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, q, k, v, parts: _Parts, global_mask, query_mask):
-        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
+        # The kernel reads any layout whose head_dim is contiguous, e.g. views into a fused q/k/v projection.
+        q, k, v = (x if x.stride(-1) == 1 else x.contiguous() for x in (q, k, v))
         bs = parts.bs
         out = torch.empty_like(q)
         global_q = torch.cat([q[:, :bs], q[:, -bs:]], dim=1)[:, None]
