@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import functools
+import pickle
 
 import pytest
 import torch
@@ -134,6 +136,17 @@ def test_the_copy_follows_in_place_changes_of_the_weight():
     assert cache.get(weight) is not first
     head = OutputHead(weight, bias, cache)
     assert torch.equal(head.greedy_tokens(hidden, lambda s: s), full_argmax(weight, bias, hidden, lambda s: s))
+
+
+def test_the_copy_is_not_pickled_and_is_dropped_when_the_weight_stops_qualifying():
+    weight, _ = random_head(0)
+    cache = HalfCopyCache()
+    assert cache.get(weight) is not None
+    restored = pickle.loads(pickle.dumps(cache))
+    assert restored._copy is None and len(pickle.dumps(cache)) < 1000
+    assert copy.deepcopy(cache)._copy is None
+    assert cache.get(weight.to(torch.bfloat16)) is None
+    assert cache._copy is None
 
 
 @pytest.mark.parametrize("batch_size", [1, 2])

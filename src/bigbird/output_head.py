@@ -53,16 +53,26 @@ class HalfCopy:
 
 
 class HalfCopyCache:
-    """Keeps the `HalfCopy` of one weight, rebuilt when the weight is replaced, moved or changed in place."""
+    """Keeps the `HalfCopy` of one weight, rebuilt when the weight is replaced, moved or changed in place.
+
+    The copy is derived data: pickling (`torch.save(model)`, `copy.deepcopy`) leaves it out.
+    """
 
     def __init__(self) -> None:
         self._key: tuple | None = None
         self._copy: HalfCopy | None = None
 
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()
+
     def get(self, weight: torch.Tensor) -> HalfCopy | None:
         """The copy of `weight`, or None when screening cannot use one (not float32 on the CPU, or values beyond
         float16's range, or float16 products that PyTorch is allowed to accumulate in float16)."""
         if weight.dtype != torch.float32 or weight.device.type != "cpu" or _fp16_accumulation_allowed():
+            self.__init__()
             return None
         key = (weight.data_ptr(), weight._version, tuple(weight.shape))
         if key != self._key:
