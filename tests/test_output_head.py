@@ -170,3 +170,16 @@ def test_screened_greedy_generation_matches_transformers(batch_size, settings, t
     got = ours("BigBirdPegasusForConditionalGeneration", tmp_path).generate(**inputs, **settings)
     assert torch.equal(got, expected)
     assert sum(decided) >= 0.8 * len(decided) > 0
+
+
+def test_screened_greedy_generation_of_the_causal_lm_matches_transformers(tmp_path, monkeypatch):
+    save_tiny("BigBirdPegasusForCausalLM", tmp_path, vocab_size=2000)
+    prompt = torch.randint(3, 2000, (1, 10), generator=torch.Generator().manual_seed(4))
+    decided = []
+    original = OutputHead._screened_tokens
+    monkeypatch.setattr(OutputHead, "_screened_tokens",
+                        lambda self, *args: decided.append(original(self, *args)) or decided[-1])
+    expected = theirs("BigBirdPegasusForCausalLM", tmp_path).generate(prompt, max_new_tokens=12)
+    got = ours("BigBirdPegasusForCausalLM", tmp_path).generate(prompt, max_new_tokens=12)
+    assert torch.equal(got, expected)
+    assert sum(tokens is not None for tokens in decided) >= 0.8 * len(decided) > 0
