@@ -8,6 +8,9 @@ full attention. The model itself is never changed by an input.
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -18,7 +21,10 @@ from .attention import (BLOCK_SPARSE, AttentionMasks, KVCache, SelfAttention, ch
                         check_random_plan, full_attention_masks, sparse_attention_fits)
 from .checkpoint import KeyTable
 from .config import BigBirdConfig
+from .generation import GenerateOutput, GenerationMixin
+from .generation_config import GenerationConfig
 from .modeling_utils import PreTrainedModel
+from .output_head import HalfCopyCache, OutputHead
 from .outputs import (BaseModelOutputWithPoolingAndCrossAttentions, BigBirdForPreTrainingOutput,
                       BigBirdForQuestionAnsweringModelOutput, CausalLMOutputWithCrossAttentions, MaskedLMOutput,
                       MultipleChoiceModelOutput, SequenceClassifierOutput, TokenClassifierOutput)
@@ -330,14 +336,35 @@ class BigBirdForMaskedLM(BigBirdPreTrainedModel):
         return output if return_dict is not False else output.to_tuple()
 
 
-class BigBirdForCausalLM(BigBirdPreTrainedModel):
-    """Left-to-right language model (with `is_decoder=True` and full attention: causal, with a key/value cache)."""
+class BigBirdForCausalLM(BigBirdPreTrainedModel, GenerationMixin):
+    """Left-to-right language model (with `is_decoder=True` and full attention: causal, with a key/value cache).
+
+    `generate()` is Transformers' (see `bigbird.generation`), with its defaults from generation_config.json.
+    """
 
     def __init__(self, config: BigBirdConfig):
         super().__init__(config)
         self.bert = BigBirdModel(config)
         self.lm_head = BigBirdLMHead(config)
+        self.generation_config = GenerationConfig.from_model_config(config)
+        self._lm_head_half = HalfCopyCache()  # for greedy search, see output_head
         self.post_init()
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs):
+        """Load a Transformers (or our) checkpoint; keyword arguments as in `PreTrainedModel.from_pretrained`.
+
+        Also reads generation_config.json (the defaults of `generate()`), when the checkpoint has one.
+        """
+        model = super().from_pretrained(name_or_path, **kwargs)
+        hub = {key: kwargs[key] for key in ("revision", "cache_dir", "local_files_only", "token") if key in kwargs}
+        model.generation_config = GenerationConfig.from_pretrained(name_or_path, model.config, **hub)
+        return model
+
+    def save_pretrained(self, directory: str | os.PathLike) -> None:
+        """Write config.json, model.safetensors and generation_config.json."""
+        super().save_pretrained(directory)
+        self.generation_config.save_pretrained(directory)
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head.decoder
@@ -359,6 +386,104 @@ class BigBirdForCausalLM(BigBirdPreTrainedModel):
         output = CausalLMOutputWithCrossAttentions(loss, logits, base.past_key_values, base.hidden_states,
                                                    base.attentions)
         return output if return_dict is not False else output.to_tuple()
+
+    def generate(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                 **kwargs: Any) -> torch.Tensor | GenerateOutput:
+        """`GenerationMixin.generate` for the prompt input_ids (batch, length), left-padded batches with their
+        attention_mask (batch, length). Without an attention_mask, one hiding the prompt's pad tokens is inferred,
+        as Transformers does, when the pad token is set, occurs in the prompt and is not an end token.
+        Positions count each row's unmasked tokens from 0 and token types are 0, as in Transformers."""
+        if attention_mask is None and isinstance(input_ids, torch.Tensor) and input_ids.dim() == 2:
+            attention_mask = self._inferred_attention_mask(input_ids, kwargs)
+        return super().generate(input_ids, attention_mask, **kwargs)
+
+    def _inferred_attention_mask(self, input_ids: torch.Tensor, kwargs: dict[str, Any]) -> torch.Tensor | None:
+        """(batch, length) 0 at the pad tokens of input_ids, or None where Transformers infers none."""
+        tokens = {key: kwargs[key] for key in ("pad_token_id", "eos_token_id") if key in kwargs}
+        settings = (kwargs.get("generation_config") or self.generation_config).merged(**tokens)
+        eos = settings.eos_token_id
+        ends = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+        pad = settings.pad_token_id
+        if pad is None or pad in ends or not bool((input_ids == pad).any()):
+            return None
+        return (input_ids != pad).long()
+
+    def _decoder_prompt(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None,
+                        attention_mask: torch.Tensor | None, decoder_input_ids: torch.Tensor | None,
+                        generation_config: GenerationConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The prompt input_ids (batch, length), and the number of left-padding tokens of each row (batch,)
+        when there is an attention_mask; refuses what cannot be generated from before any compute."""
+        positions = self.config.max_position_embeddings
+        if not self.config.is_decoder:
+            raise ValueError("generate() needs a causal model, but config.is_decoder is False (every token would "
+                             "see the tokens after it): load it with from_pretrained(..., is_decoder=True)")
+        if inputs_embeds is not None:
+            raise ValueError("BigBirdForCausalLM.generate() takes its prompt as input_ids, not inputs_embeds")
+        if decoder_input_ids is not None:
+            raise ValueError("BigBirdForCausalLM has no decoder_input_ids: its prompt is input_ids")
+        if input_ids.dim() != 2 or input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+            raise ValueError(f"the prompt must be a non-empty batch of shape (batch, length), got "
+                             f"{tuple(input_ids.shape)}")
+        if input_ids.shape[1] >= positions:
+            raise ValueError(f"the prompt has {input_ids.shape[1]} tokens but the model has {positions} positions "
+                             f"(max_position_embeddings), leaving none to generate: keep at most the last "
+                             f"{positions - 1} tokens of the prompt")
+        if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_ids.shape):
+            raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)} but the prompt has "
+                             f"{tuple(input_ids.shape)}")
+        padding = None if attention_mask is None else (attention_mask != 0).int().argmax(dim=1)
+        return input_ids, padding
+
+    def _decode_step(self, input_ids: torch.Tensor, inputs_embeds: None, attention_mask: torch.Tensor | None,
+                     group: int, max_length: int) -> BigBirdCausalDecodeStep:
+        if attention_mask is not None:
+            attention_mask = attention_mask.repeat_interleave(group, dim=0)
+        return BigBirdCausalDecodeStep(self, attention_mask)
+
+
+class BigBirdCausalDecodeStep:
+    """Decoding state of one `generate()` call of BigBird's causal LM: the key/value cache, the growing attention
+    mask and each row's last position.
+
+    As in Transformers, the prompt's positions count each row's unmasked tokens (cumsum(mask) - 1, 0 at masked
+    tokens) and every later token takes the row's last position + 1. The step returns the LM head's transformed
+    hidden state (dense, activation, LayerNorm); `head` is its projection on the tied word embeddings plus bias.
+    """
+
+    def __init__(self, model: BigBirdForCausalLM, attention_mask: torch.Tensor | None) -> None:
+        self.model = model
+        self.cache: tuple[KVCache, ...] | None = None
+        self.attention_mask = attention_mask
+        self.last_position: torch.Tensor | None = None
+        self.head = OutputHead(model.lm_head.decoder.weight, model.lm_head.bias, model._lm_head_half)
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (rows, new) -> the transformed hidden state (rows, hidden) of the last one."""
+        if self.cache is None:
+            positions = self._prompt_positions(tokens)
+        else:
+            positions = self.last_position + torch.arange(1, tokens.shape[1] + 1, device=tokens.device)
+            if self.attention_mask is not None:
+                self.attention_mask = F.pad(self.attention_mask, (0, tokens.shape[1]), value=1)
+        self.last_position = positions[:, -1:]
+        outputs = self.model.bert(input_ids=tokens, attention_mask=self.attention_mask, position_ids=positions,
+                                  past_key_values=self.cache, use_cache=True, return_dict=True)
+        self.cache = outputs.past_key_values
+        head = self.model.lm_head
+        return head.norm(head.act(head.dense(outputs.last_hidden_state[:, -1])))
+
+    def _prompt_positions(self, tokens: torch.Tensor) -> torch.Tensor:
+        """(rows, length) positions of the prompt tokens (rows, length)."""
+        if self.attention_mask is None:
+            return torch.arange(tokens.shape[1], device=tokens.device).expand(tokens.shape)
+        mask = self.attention_mask.long()
+        return (mask.cumsum(dim=-1) - 1).masked_fill(mask == 0, 0)
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        self.cache = tuple((key[rows], value[rows]) for key, value in self.cache)
+        self.last_position = self.last_position[rows]
+        if self.attention_mask is not None:
+            self.attention_mask = self.attention_mask[rows]
 
 
 def _classification_loss(config: BigBirdConfig, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
