@@ -8,7 +8,6 @@ full attention. The model itself is never changed by an input.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
@@ -349,22 +348,6 @@ class BigBirdForCausalLM(BigBirdPreTrainedModel, GenerationMixin):
         self.generation_config = GenerationConfig.from_model_config(config)
         self._lm_head_half = HalfCopyCache()  # for greedy search, see output_head
         self.post_init()
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs):
-        """Load a Transformers (or our) checkpoint; keyword arguments as in `PreTrainedModel.from_pretrained`.
-
-        Also reads generation_config.json (the defaults of `generate()`), when the checkpoint has one.
-        """
-        model = super().from_pretrained(name_or_path, **kwargs)
-        hub = {key: kwargs[key] for key in ("revision", "cache_dir", "local_files_only", "token") if key in kwargs}
-        model.generation_config = GenerationConfig.from_pretrained(name_or_path, model.config, **hub)
-        return model
-
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write config.json, model.safetensors and generation_config.json."""
-        super().save_pretrained(directory)
-        self.generation_config.save_pretrained(directory)
 
     def get_output_embeddings(self) -> nn.Linear:
         return self.lm_head.decoder

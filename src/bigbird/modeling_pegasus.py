@@ -8,7 +8,6 @@ decoder state at the last end-of-sequence token), a span extractor, and a decode
 
 from __future__ import annotations
 
-import os
 
 import torch
 import torch.nn.functional as F
@@ -78,23 +77,6 @@ class BigBirdPegasusPreTrainedModel(PreTrainedModel):
     config_class = BigBirdPegasusConfig
     key_table = PEGASUS_KEYS
     init_std_field = "init_std"
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | os.PathLike, **kwargs):
-        """Load a Transformers (or our) checkpoint; keyword arguments as in `PreTrainedModel.from_pretrained`.
-
-        Also reads generation_config.json (the defaults of `generate()`), when the checkpoint has one.
-        """
-        model = super().from_pretrained(name_or_path, **kwargs)
-        hub = {key: kwargs[key] for key in ("revision", "cache_dir", "local_files_only", "token") if key in kwargs}
-        model.generation_config = GenerationConfig.from_pretrained(name_or_path, model.config, **hub)
-        return model
-
-    def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write config.json, model.safetensors and (for generation models) generation_config.json."""
-        super().save_pretrained(directory)
-        if isinstance(self, GenerationMixin):
-            self.generation_config.save_pretrained(directory)
 
 
 class BigBirdPegasusModel(BigBirdPegasusPreTrainedModel):

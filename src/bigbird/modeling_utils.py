@@ -15,6 +15,7 @@ from torch import nn
 from . import checkpoint
 from .checkpoint import KeyTable
 from .config import ConfigBase
+from .generation_config import GenerationConfig
 
 
 class PreTrainedModel(nn.Module):
@@ -79,15 +80,24 @@ class PreTrainedModel(nn.Module):
 
         Reads config.json (keyword arguments override its fields) and model.safetensors, a sharded
         safetensors index or pytorch_model.bin. `dtype` (a torch dtype, its name, or "auto" for the
-        checkpoint's) defaults to float32; `device` to the CPU. The model comes back in eval mode.
+        checkpoint's) defaults to float32; `device` to the CPU. The model comes back in eval mode. Models with
+        `generate()` also read generation_config.json (its defaults), when the checkpoint has one.
         """
-        return checkpoint.load_pretrained(cls, name_or_path, dtype=dtype, device=device, revision=revision,
-                                          cache_dir=cache_dir, local_files_only=local_files_only, token=token,
-                                          **config_overrides)
+        model = checkpoint.load_pretrained(cls, name_or_path, dtype=dtype, device=device, revision=revision,
+                                           cache_dir=cache_dir, local_files_only=local_files_only, token=token,
+                                           **config_overrides)
+        if getattr(model, "generation_config", None) is not None:
+            model.generation_config = GenerationConfig.from_pretrained(
+                name_or_path, model.config, revision=revision, cache_dir=cache_dir,
+                local_files_only=local_files_only, token=token)
+        return model
 
     def save_pretrained(self, directory: str | os.PathLike) -> None:
-        """Write config.json and model.safetensors as Transformers does (it loads the directory back)."""
+        """Write config.json and model.safetensors as Transformers does (it loads the directory back), and for
+        models with `generate()` generation_config.json."""
         checkpoint.save_pretrained(self, directory)
+        if getattr(self, "generation_config", None) is not None:
+            self.generation_config.save_pretrained(directory)
 
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
         """Recompute each layer's activations in the backward pass (training only); saves memory, costs time."""
