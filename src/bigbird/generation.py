@@ -172,6 +172,23 @@ def _finished_by(criteria: Sequence[Criterion], ids: torch.Tensor,
     return finished
 
 
+def causal_prompt_padding(input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None,
+                          attention_mask: torch.Tensor | None,
+                          decoder_input_ids: torch.Tensor | None) -> torch.Tensor | None:
+    """Check the prompt of a decoder-only model, input_ids (batch, length); return the number of left-padding tokens
+    of each row (batch,) when there is an attention_mask (batch, length), else None."""
+    if inputs_embeds is not None:
+        raise ValueError("a decoder-only model's generate() takes its prompt as input_ids, not inputs_embeds")
+    if decoder_input_ids is not None:
+        raise ValueError("a decoder-only model has no decoder_input_ids: its prompt is input_ids")
+    if input_ids.dim() != 2 or input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
+        raise ValueError(f"the prompt must be a non-empty batch of shape (batch, length), got {tuple(input_ids.shape)}")
+    if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_ids.shape):
+        raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)} but the prompt has "
+                         f"{tuple(input_ids.shape)}")
+    return None if attention_mask is None else (attention_mask != 0).int().argmax(dim=1)
+
+
 def _eos_tensor(run: ResolvedGeneration, device: torch.device) -> torch.Tensor | None:
     return None if run.eos_token_id is None else torch.tensor(run.eos_token_id, device=device)
 

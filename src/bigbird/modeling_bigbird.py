@@ -20,7 +20,7 @@ from .attention import (BLOCK_SPARSE, AttentionMasks, KVCache, SelfAttention, ch
                         check_random_plan, full_attention_masks, sparse_attention_fits)
 from .checkpoint import KeyTable
 from .config import BigBirdConfig
-from .generation import GenerateOutput, GenerationMixin
+from .generation import GenerateOutput, GenerationMixin, causal_prompt_padding
 from .generation_config import GenerationConfig
 from .modeling_utils import PreTrainedModel
 from .output_head import HalfCopyCache, OutputHead
@@ -400,21 +400,11 @@ class BigBirdForCausalLM(BigBirdPreTrainedModel, GenerationMixin):
         if not self.config.is_decoder:
             raise ValueError("generate() needs a causal model, but config.is_decoder is False (every token would "
                              "see the tokens after it): load it with from_pretrained(..., is_decoder=True)")
-        if inputs_embeds is not None:
-            raise ValueError("BigBirdForCausalLM.generate() takes its prompt as input_ids, not inputs_embeds")
-        if decoder_input_ids is not None:
-            raise ValueError("BigBirdForCausalLM has no decoder_input_ids: its prompt is input_ids")
-        if input_ids.dim() != 2 or input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
-            raise ValueError(f"the prompt must be a non-empty batch of shape (batch, length), got "
-                             f"{tuple(input_ids.shape)}")
+        padding = causal_prompt_padding(input_ids, inputs_embeds, attention_mask, decoder_input_ids)
         if input_ids.shape[1] >= positions:
             raise ValueError(f"the prompt has {input_ids.shape[1]} tokens but the model has {positions} positions "
                              f"(max_position_embeddings), leaving none to generate: keep at most the last "
                              f"{positions - 1} tokens of the prompt")
-        if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_ids.shape):
-            raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)} but the prompt has "
-                             f"{tuple(input_ids.shape)}")
-        padding = None if attention_mask is None else (attention_mask != 0).int().argmax(dim=1)
         return input_ids, padding
 
     def _decode_step(self, input_ids: torch.Tensor, inputs_embeds: None, attention_mask: torch.Tensor | None,

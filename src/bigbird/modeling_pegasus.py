@@ -16,7 +16,7 @@ from torch import nn
 from .checkpoint import KeyTable
 from .config import BigBirdPegasusConfig
 from .decoder_attention import DecoderCache, additive_mask
-from .generation import GenerationMixin
+from .generation import GenerationMixin, causal_prompt_padding
 from .generation_config import GenerationConfig
 from .modeling_pegasus_decoder import PegasusDecoder, ScaledEmbedding
 from .modeling_pegasus_encoder import PegasusEncoder, check_encoder_input
@@ -497,18 +497,7 @@ class BigBirdPegasusForCausalLM(BigBirdPegasusPreTrainedModel, GenerationMixin):
                         generation_config: GenerationConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The prompt input_ids (batch, length), and the number of left-padding tokens of each row (batch,)
         when there is an attention_mask."""
-        if inputs_embeds is not None:
-            raise ValueError("the causal LM's generate() takes its prompt as input_ids, not inputs_embeds")
-        if decoder_input_ids is not None:
-            raise ValueError("the causal LM has no decoder_input_ids: its prompt is input_ids")
-        if input_ids.dim() != 2 or input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
-            raise ValueError(f"the prompt must be a non-empty batch of shape (batch, length), got "
-                             f"{tuple(input_ids.shape)}")
-        if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_ids.shape):
-            raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)} but the prompt has "
-                             f"{tuple(input_ids.shape)}")
-        padding = None if attention_mask is None else (attention_mask != 0).int().argmax(dim=1)
-        return input_ids, padding
+        return input_ids, causal_prompt_padding(input_ids, inputs_embeds, attention_mask, decoder_input_ids)
 
     def _decode_step(self, input_ids: torch.Tensor, inputs_embeds: None, attention_mask: torch.Tensor | None,
                      group: int, max_length: int) -> CausalDecodeStep:

@@ -152,8 +152,9 @@ def approximate_logits(hidden: torch.Tensor, half: HalfCopy,
     size = hidden.shape[1]
     gamma = size * 2.0**-24 / (1 - size * 2.0**-24)
     hidden_norm = hidden.norm(dim=1, keepdim=True)
+    hidden_error = (hidden - rounded).norm(dim=1, keepdim=True)
     margin = (half.residual_norm * hidden_norm
-              + half.half_norm * ((hidden - rounded).norm(dim=1, keepdim=True) + gamma * rounded.norm(dim=1, keepdim=True))
+              + half.half_norm * (hidden_error + gamma * rounded.norm(dim=1, keepdim=True))
               + half.norm * (gamma * hidden_norm))
     magnitude = approx.abs()
     if bias is not None:
