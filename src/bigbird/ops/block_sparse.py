@@ -210,6 +210,8 @@ class _CpuBlockSparse(torch.autograd.Function):
     def forward(ctx, q, k, v, parts: _Parts, global_mask, query_mask):
         # The kernel reads any layout whose head_dim is contiguous, e.g. views into a fused q/k/v projection.
         q, k, v = (x if x.stride(-1) == 1 else x.contiguous() for x in (q, k, v))
+        if parts.has_extra:  # random blocks are gathered as rows of a flat (blocks, bs * head_dim) view
+            k, v = k.contiguous(), v.contiguous()
         bs = parts.bs
         out = torch.empty_like(q)
         global_q = torch.cat([q[:, :bs], q[:, -bs:]], dim=1)[:, None]
@@ -240,6 +242,7 @@ class _CpuBlockSparse(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad):
         q, k, v, out, lse, global_lse, global_mask, query_mask = ctx.saved_tensors
+        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()  # the backward kernel copies other layouts per call
         parts = ctx.parts
         bs, n = parts.bs, parts.n
         if query_mask is not None:
