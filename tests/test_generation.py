@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from generation_checks import SAMPLING_SETTINGS, assert_sampling_matches_transformers
 from pegasus_oracle import BOUND, encoder_batch, ours, save_tiny, theirs
 
 SEQ2SEQ = "BigBirdPegasusForConditionalGeneration"
@@ -58,21 +59,11 @@ def test_generate_matches_transformers(settings, length, seq2seq_dir):
     assert torch.equal(got, expected)
 
 
-@pytest.mark.parametrize("settings", [
-    dict(do_sample=True, top_k=10, top_p=0.9, temperature=0.7, num_return_sequences=2),
-    dict(do_sample=True, num_beams=2),
-])
+@pytest.mark.parametrize("settings", SAMPLING_SETTINGS)
 def test_sampling_matches_transformers_with_the_same_seed(settings, seq2seq_dir):
     inputs = batch(100)
     hf, model = theirs(SEQ2SEQ, seq2seq_dir), ours(SEQ2SEQ, seq2seq_dir)
-    torch.manual_seed(3)
-    expected = hf.generate(**inputs, max_new_tokens=10, **settings)
-    torch.manual_seed(3)
-    got = model.generate(**inputs, max_new_tokens=10, **settings)
-    assert torch.equal(got, expected)
-    first = model.generate(**inputs, max_new_tokens=10, seed=11, **settings)
-    again = model.generate(**inputs, max_new_tokens=10, generator=torch.Generator().manual_seed(11), **settings)
-    assert torch.equal(first, again)
+    assert_sampling_matches_transformers(hf, model, inputs, settings)
 
 
 def test_scores_match_transformers_and_a_teacher_forced_forward(seq2seq_dir):

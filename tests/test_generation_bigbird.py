@@ -11,6 +11,7 @@ import transformers
 
 import bigbird
 from bigbird_oracle import our_config, tiny_config
+from generation_checks import SAMPLING_SETTINGS, assert_sampling_matches_transformers
 
 VOCAB = 500
 PAD, EOS = 0, 2
@@ -86,21 +87,11 @@ def test_positions_follow_the_attention_mask(causal_dir):
     assert torch.equal(padded[2, 4:], alone[0])
 
 
-@pytest.mark.parametrize("settings", [
-    dict(do_sample=True, top_k=10, top_p=0.9, temperature=0.7, num_return_sequences=2),
-    dict(do_sample=True, num_beams=2),
-])
+@pytest.mark.parametrize("settings", SAMPLING_SETTINGS)
 def test_sampling_matches_transformers_with_the_same_seed(settings, causal_dir):
     inputs = prompts(3)
     hf, model = theirs(causal_dir), ours(causal_dir)
-    torch.manual_seed(3)
-    expected = hf.generate(**inputs, max_new_tokens=10, **settings)
-    torch.manual_seed(3)
-    got = model.generate(**inputs, max_new_tokens=10, **settings)
-    assert torch.equal(got, expected)
-    first = model.generate(**inputs, max_new_tokens=10, seed=11, **settings)
-    again = model.generate(**inputs, max_new_tokens=10, generator=torch.Generator().manual_seed(11), **settings)
-    assert torch.equal(first, again)
+    assert_sampling_matches_transformers(hf, model, inputs, settings)
 
 
 @pytest.mark.parametrize("batch_size", [1, 3])

@@ -88,11 +88,11 @@ def _fp16_accumulation_allowed() -> bool:
 class OutputHead:
     """logits = hidden @ weight.T + bias for a decode step's last positions.
 
-    weight (vocab, d); bias (vocab,) or None; copies: where greedy search finds the weight's `HalfCopy`
-    (built on first use), or None to always compute float32 logits.
+    weight (vocab, d); bias (vocab,) or None; copies: where greedy search finds the weight's `HalfCopy` (built on
+    first use, kept by the model).
     """
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, copies: HalfCopyCache | None) -> None:
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, copies: HalfCopyCache) -> None:
         self.weight = weight
         self.bias = bias
         self.copies = copies
@@ -111,7 +111,7 @@ class OutputHead:
 
         `process` must treat each logit on its own, non-decreasing in it (greedy search's processors do).
         """
-        half = self.copies.get(self.weight) if self.copies is not None and hidden.shape[0] <= SCREENED_ROWS else None
+        half = self.copies.get(self.weight) if hidden.shape[0] <= SCREENED_ROWS else None
         if half is not None:
             tokens = self._screened_tokens(hidden, process, half)
             if tokens is not None:
