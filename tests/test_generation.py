@@ -118,6 +118,18 @@ def test_causal_lm_generate_matches_transformers_with_left_padding(settings, cau
     assert torch.equal(got, expected)
 
 
+def test_causal_lm_infers_the_attention_mask_from_pad_tokens_as_in_transformers(causal_dir):
+    ids = torch.randint(3, 99, (2, 7), generator=torch.Generator().manual_seed(5))
+    ids[1, :2] = 0  # left padding, with no attention_mask given
+    hf, model = theirs(CAUSAL, causal_dir), ours(CAUSAL, causal_dir)
+    for settings in (dict(), dict(pad_token_id=None), dict(eos_token_id=0)):
+        run = dict(max_new_tokens=4, output_scores=True, return_dict_in_generate=True, **settings)
+        expected, got = hf.generate(ids, **run), model.generate(ids, **run)
+        assert torch.equal(got.sequences, expected.sequences)
+        for ours_step, theirs_step in zip(got.scores, expected.scores):
+            torch.testing.assert_close(ours_step, theirs_step, rtol=0, atol=1e-5)
+
+
 def _no_encoder(model):
     def refuse(*args, **kwargs):
         raise AssertionError("the encoder ran although the input was invalid")

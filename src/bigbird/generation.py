@@ -79,7 +79,8 @@ class GenerationMixin:
         """Generate token ids as Transformers' `generate` does.
 
         input_ids (batch, length) and attention_mask (batch, length): the encoder input (or, for the causal LM,
-        the prompt); the encoder-decoder takes inputs_embeds (batch, length, d_model) instead of input_ids too.
+        the prompt); the encoder-decoder takes inputs_embeds (batch, length, d_model) instead of input_ids too. A
+        decoder-only prompt without attention_mask gets one hiding its pad tokens, as in Transformers.
         Settings (`max_length`, `max_new_tokens`, `min_length`, `min_new_tokens`, `num_beams`,
         `length_penalty`, `early_stopping`, `num_return_sequences`, `no_repeat_ngram_size`,
         `repetition_penalty`, `bad_words_ids`, `do_sample`, `temperature`, `top_k`, `top_p`, ...) override
@@ -102,8 +103,11 @@ class GenerationMixin:
         criteria = _callables(stopping_criteria, "stopping_criteria", "criterion(input_ids, scores) -> bool tensor",
                               "StoppingCriteriaList")
         base = generation_config or self.generation_config
+        call_config = base.merged(**settings)
+        if attention_mask is None and not getattr(self.config, "is_encoder_decoder", False):
+            attention_mask = inferred_attention_mask(input_ids, call_config)
         prompt, prompt_padding = self._decoder_prompt(input_ids, inputs_embeds, attention_mask, decoder_input_ids,
-                                                      base.merged(**settings))
+                                                      call_config)
         run = resolve(base, settings, prompt_length=prompt.shape[1], max_positions=self.config.max_position_embeddings)
         _check_streamer(streamer, run)
         if seed is not None:
@@ -170,6 +174,19 @@ def _finished_by(criteria: Sequence[Criterion], ids: torch.Tensor,
                              f"a bool tensor of shape ({ids.shape[0]},), one per row")
         finished = finished | verdict
     return finished
+
+
+def inferred_attention_mask(input_ids: torch.Tensor | None, settings: GenerationConfig) -> torch.Tensor | None:
+    """For a decoder-only prompt given without attention_mask: (batch, length) 0 at the pad tokens of input_ids, as
+    Transformers infers it when the pad token is set, occurs in the prompt and is not an end token; else None."""
+    if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2:
+        return None
+    eos = settings.eos_token_id
+    ends = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
+    pad = settings.pad_token_id
+    if pad is None or pad in ends or not bool((input_ids == pad).any()):
+        return None
+    return (input_ids != pad).long()
 
 
 def causal_prompt_padding(input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None,

@@ -8,8 +8,6 @@ full attention. The model itself is never changed by an input.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,7 +18,7 @@ from .attention import (BLOCK_SPARSE, AttentionMasks, KVCache, SelfAttention, ch
                         check_random_plan, full_attention_masks, sparse_attention_fits)
 from .checkpoint import KeyTable
 from .config import BigBirdConfig
-from .generation import GenerateOutput, GenerationMixin, causal_prompt_padding
+from .generation import GenerationMixin, causal_prompt_padding
 from .generation_config import GenerationConfig
 from .modeling_utils import PreTrainedModel
 from .output_head import HalfCopyCache, OutputHead
@@ -369,27 +367,6 @@ class BigBirdForCausalLM(BigBirdPreTrainedModel, GenerationMixin):
         output = CausalLMOutputWithCrossAttentions(loss, logits, base.past_key_values, base.hidden_states,
                                                    base.attentions)
         return output if return_dict is not False else output.to_tuple()
-
-    def generate(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
-                 **kwargs: Any) -> torch.Tensor | GenerateOutput:
-        """`GenerationMixin.generate` for the prompt input_ids (batch, length), left-padded batches with their
-        attention_mask (batch, length). Without an attention_mask, one hiding the prompt's pad tokens is inferred,
-        as Transformers does, when the pad token is set, occurs in the prompt and is not an end token.
-        Positions count each row's unmasked tokens from 0 and token types are 0, as in Transformers."""
-        if attention_mask is None and isinstance(input_ids, torch.Tensor) and input_ids.dim() == 2:
-            attention_mask = self._inferred_attention_mask(input_ids, kwargs)
-        return super().generate(input_ids, attention_mask, **kwargs)
-
-    def _inferred_attention_mask(self, input_ids: torch.Tensor, kwargs: dict[str, Any]) -> torch.Tensor | None:
-        """(batch, length) 0 at the pad tokens of input_ids, or None where Transformers infers none."""
-        tokens = {key: kwargs[key] for key in ("pad_token_id", "eos_token_id") if key in kwargs}
-        settings = (kwargs.get("generation_config") or self.generation_config).merged(**tokens)
-        eos = settings.eos_token_id
-        ends = [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
-        pad = settings.pad_token_id
-        if pad is None or pad in ends or not bool((input_ids == pad).any()):
-            return None
-        return (input_ids != pad).long()
 
     def _decoder_prompt(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None,
                         attention_mask: torch.Tensor | None, decoder_input_ids: torch.Tensor | None,
