@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import torch
 
 SAMPLING_SETTINGS = [
@@ -20,3 +22,15 @@ def assert_sampling_matches_transformers(hf, model, inputs: dict, settings: dict
     first = model.generate(**inputs, max_new_tokens=10, seed=11, **settings)
     again = model.generate(**inputs, max_new_tokens=10, generator=torch.Generator().manual_seed(11), **settings)
     assert torch.equal(first, again)
+
+
+def assert_checkpoint_defaults_apply(hf, model, inputs: dict, max_length: int, tmp_path) -> None:
+    """After loading a checkpoint whose generation_config.json says num_beams=3 and max_length=`max_length`, both
+    libraries use those defaults, a call overrides them, and our save_pretrained writes them back."""
+    expected = hf.generate(**inputs)
+    assert expected.shape[1] <= max_length
+    assert torch.equal(model.generate(**inputs), expected)
+    assert torch.equal(model.generate(**inputs, num_beams=1, max_new_tokens=4),
+                       hf.generate(**inputs, num_beams=1, max_new_tokens=4))
+    model.save_pretrained(tmp_path / "again")
+    assert json.loads((tmp_path / "again" / "generation_config.json").read_text())["num_beams"] == 3

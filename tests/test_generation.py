@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from generation_checks import SAMPLING_SETTINGS, assert_sampling_matches_transformers
+from generation_checks import SAMPLING_SETTINGS, assert_checkpoint_defaults_apply, assert_sampling_matches_transformers
 from pegasus_oracle import BOUND, encoder_batch, ours, save_tiny, theirs
 
 SEQ2SEQ = "BigBirdPegasusForConditionalGeneration"
@@ -95,14 +95,7 @@ def test_generation_config_json_gives_defaults_that_calls_override(seq2seq_dir, 
     hf.save_pretrained(tmp_path)
     assert json.loads((tmp_path / "generation_config.json").read_text())["num_beams"] == 3
     hf, model = theirs(SEQ2SEQ, tmp_path), ours(SEQ2SEQ, tmp_path)
-    inputs = batch(90)
-    expected = hf.generate(**inputs)
-    assert expected.shape[1] <= 11
-    assert torch.equal(model.generate(**inputs), expected)
-    assert torch.equal(model.generate(**inputs, num_beams=1, max_new_tokens=4),
-                       hf.generate(**inputs, num_beams=1, max_new_tokens=4))
-    model.save_pretrained(tmp_path / "again")
-    assert json.loads((tmp_path / "again" / "generation_config.json").read_text())["num_beams"] == 3
+    assert_checkpoint_defaults_apply(hf, model, batch(90), 11, tmp_path)
 
 
 @pytest.mark.parametrize("settings", [dict(max_new_tokens=8), dict(num_beams=3, max_new_tokens=6),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import warnings
 
 import pytest
@@ -11,7 +10,7 @@ import transformers
 
 import bigbird
 from bigbird_oracle import our_config, tiny_config
-from generation_checks import SAMPLING_SETTINGS, assert_sampling_matches_transformers
+from generation_checks import SAMPLING_SETTINGS, assert_checkpoint_defaults_apply, assert_sampling_matches_transformers
 
 VOCAB = 500
 PAD, EOS = 0, 2
@@ -121,14 +120,7 @@ def test_generation_config_json_gives_defaults_that_calls_override(causal_dir, t
     hf.generation_config.no_repeat_ngram_size = 2
     hf.save_pretrained(tmp_path)
     hf, model = theirs(tmp_path), ours(tmp_path)
-    inputs = prompts(2)
-    expected = hf.generate(**inputs)
-    assert expected.shape[1] <= 14
-    assert torch.equal(model.generate(**inputs), expected)
-    assert torch.equal(model.generate(**inputs, num_beams=1, max_new_tokens=4),
-                       hf.generate(**inputs, num_beams=1, max_new_tokens=4))
-    model.save_pretrained(tmp_path / "again")
-    assert json.loads((tmp_path / "again" / "generation_config.json").read_text())["num_beams"] == 3
+    assert_checkpoint_defaults_apply(hf, model, prompts(2), 14, tmp_path)
 
 
 def test_bad_inputs_are_refused_before_compute(causal_dir):
