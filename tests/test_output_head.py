@@ -9,6 +9,7 @@ import pickle
 import pytest
 import torch
 
+from bigbird import output_head
 from bigbird.generation_config import GenerationConfig, resolve
 from bigbird.logits_processing import apply, build_processors
 from bigbird.output_head import HalfCopy, HalfCopyCache, OutputHead, approximate_logits
@@ -32,6 +33,15 @@ PROCESSOR_SETTINGS = [
     dict(forced_bos_token_id=17),
     dict(forced_eos_token_id=[1, 4]),
 ]
+
+
+@pytest.fixture(params=[True, False], ids=["fbgemm", "torch-float16"])
+def packed(request, monkeypatch):
+    """Both products of the float16 copy: fbgemm's packed one (x86) and PyTorch's float16 one (elsewhere)."""
+    if request.param and not output_head._fbgemm_float16_available():
+        pytest.skip("this PyTorch build has no fbgemm (it has on x86, where CI runs)")
+    monkeypatch.setattr(output_head, "_fbgemm_float16_available", lambda: request.param)
+    return request.param
 
 
 def random_head(seed: int, scale: float = 0.05, bias: bool = True):
@@ -64,14 +74,14 @@ def test_greedy_processors_treat_each_logit_alone_and_never_lower_it(settings):
 
 @pytest.mark.parametrize("scale,hidden_scale", [(1e-6, 1e-3), (1e-6, 200.0), (0.05, 1.0), (0.05, 200.0), (30.0, 1e-3),
                                                 (30.0, 1.0)])
-def test_the_bound_holds(scale, hidden_scale):
+def test_the_bound_holds(scale, hidden_scale, packed):
     """|float32 logit - float16 approximation| <= margin, against float64 logits with float32 rounding allowed for,
     from weights that round to float16 subnormals to large ones."""
     for seed in range(3):
         weight, bias = random_head(seed, scale)
         weight[:50] = torch.randn(50, SIZE, generator=torch.Generator().manual_seed(seed)) * 2.0**-20
         hidden = torch.randn(2, SIZE, generator=torch.Generator().manual_seed(100 + seed)) * hidden_scale
-        approx, margin = approximate_logits(hidden, HalfCopy(weight), bias)
+        approx, margin = approximate_logits(hidden, HalfCopy(weight, packed), bias)
         exact64 = hidden.double() @ weight.double().T + bias.double()
         float32 = hidden @ weight.T + bias
         assert bool(((float32.double() - approx.double()).abs() <= margin.double()).all())
@@ -80,8 +90,8 @@ def test_the_bound_holds(scale, hidden_scale):
 
 
 @pytest.mark.parametrize("settings", PROCESSOR_SETTINGS, ids=lambda s: "-".join(s) or "none")
-@pytest.mark.parametrize("rows", [1, 2])
-def test_screened_tokens_are_the_float32_argmax(settings, rows):
+@pytest.mark.parametrize("rows", [1, 4])
+def test_screened_tokens_are_the_float32_argmax(settings, rows, packed):
     screened = 0
     for seed in range(8):
         weight, bias = random_head(seed)
@@ -91,12 +101,13 @@ def test_screened_tokens_are_the_float32_argmax(settings, rows):
         process = functools.partial(apply, greedy_processors(ids.shape[1], **settings), ids)
         head = OutputHead(weight, bias, HalfCopyCache())
         half = head.copies.get(weight)
+        assert half.packed == packed
         screened += head._screened_tokens(hidden, process, half) is not None
         assert torch.equal(head.greedy_tokens(hidden, process), full_argmax(weight, bias, hidden, process))
     assert screened >= 6  # the screen decided, rather than falling back to all float32 logits
 
 
-def test_near_ties_below_float16_resolution_are_decided_in_float32():
+def test_near_ties_below_float16_resolution_are_decided_in_float32(packed):
     """Rows equal in float16 but not in float32: the screen must keep both and pick the float32 winner."""
     weight = random_head(0, bias=False)[0].half().float()  # every row exactly representable in float16
     hidden = torch.nn.functional.layer_norm(torch.randn(1, SIZE, generator=torch.Generator().manual_seed(1)), (SIZE,))
@@ -113,16 +124,27 @@ def test_near_ties_below_float16_resolution_are_decided_in_float32():
         assert int(OutputHead(nudged, None, HalfCopyCache()).greedy_tokens(hidden, lambda s: s)) == expected
 
 
-def test_values_beyond_float16_fall_back_to_float32_logits():
+def test_values_beyond_float16_fall_back_to_float32_logits(packed):
     weight, bias = random_head(0)
     hidden = torch.randn(1, SIZE) * 1e5  # beyond 65504 after rounding to float16
     head = OutputHead(weight, bias, HalfCopyCache())
-    assert head._screened_tokens(hidden, lambda s: s, head.copies.get(weight)) is None
+    # fbgemm's product takes the hidden state in float32: only PyTorch's float16 one must give up
+    assert (head._screened_tokens(hidden, lambda s: s, head.copies.get(weight)) is None) != packed
     assert torch.equal(head.greedy_tokens(hidden, lambda s: s), full_argmax(weight, bias, hidden, lambda s: s))
     huge = weight.clone()
     huge[3, 0] = 1e6
     assert HalfCopyCache().get(huge) is None
+    huge[3, 0] = -65520.0  # rounds to -inf in float16
+    assert HalfCopyCache().get(huge) is None
+    huge[3, 0] = -65504.0
+    assert HalfCopyCache().get(huge) is not None
     assert HalfCopyCache().get(weight.double()) is None
+
+
+def test_torch_float16_products_accumulating_in_float16_are_not_used(packed, monkeypatch):
+    weight, _ = random_head(0)
+    monkeypatch.setattr(torch._C, "_get_cpu_allow_fp16_reduced_precision_reduction", lambda: True)
+    assert (HalfCopyCache().get(weight) is not None) == packed  # fbgemm's product always accumulates in float32
 
 
 def test_the_copy_follows_in_place_changes_of_the_weight():

@@ -3,21 +3,23 @@
 A decode step ends with logits = hidden @ weight.T + bias over the vocabulary. For BigBird-Pegasus that is a
 96,103 x 1,024 float32 matrix, 393 MB read from memory for every generated token: more than the decoder
 layers read. Greedy search only needs argmax_v P(logits)_v, P being its logit processors, so
-`OutputHead.greedy_tokens` reads a float16 copy of the matrix instead (half the bytes), bounds how far each
-approximate logit can be from its float32 value, and computes float32 logits only for the tokens whose upper
-bound reaches the best lower bound. The token it returns is the float32 argmax, not an approximation of it:
+`OutputHead.greedy_tokens` multiplies by a float16 copy of the matrix instead (half the bytes; on x86 in fbgemm's
+packed layout, which takes the hidden state in float32), bounds how far each approximate logit can be from its
+float32 value, and computes float32 logits only for the tokens whose upper bound reaches the best lower bound.
+The token it returns is the float32 argmax, not an approximation of it:
 
 - the bound is rigorous (below), and
 - every processor of greedy search treats each logit on its own and never lowers it when it rises: P(s)_v
   depends on s_v alone and is non-decreasing in it (bans to -inf, the repetition penalty, forced tokens).
   So a token whose processed upper bound is below another token's processed lower bound cannot win.
 
-The bound for vocabulary row w, hidden state h (d values), ^ meaning rounded to float16 and u = 2^-24: the
-float16 product accumulates in float32, so
+The bound for vocabulary row w, hidden state h (d values), ^ meaning rounded to float16 (for h only in PyTorch's
+float16 product; fbgemm's uses h itself) and u = 2^-24: both products accumulate in float32, so
     |w.h - fl(w^.h^)| <= |w - w^| |h| + |w^| |h - h^| + g |w^| |h^|,    g = d u / (1 - d u)
-(Cauchy-Schwarz, and the classical bound on a float32 dot product); add the product's rounding to float16
-(2^-11 relative) and the float32 rounding of the reference logit itself (g |w| |h|, plus the bias addition).
-The row norms are computed once per version of the weight.
+(Cauchy-Schwarz, and the classical bound on a float32 dot product in any order of summation); add the rounding of
+PyTorch's product to float16 (2^-11 relative) and the float32 rounding of the reference logit itself (g |w| |h|,
+plus the bias addition). w^ is read back from the copy, not assumed. The row norms are computed once per version of
+the weight.
 """
 
 from __future__ import annotations
@@ -26,30 +28,63 @@ from collections.abc import Callable
 
 import torch
 
-# A float16 matrix-vector product costs about 8 ms per row here (it converts on the fly), a float32 product of a
-# few rows about 20 ms whatever the row count: screening pays for one or two rows (greedy search, batch 1 or 2).
-SCREENED_ROWS = 2
+# A float32 product of a few rows costs about what one row's does (it is bound by reading the weight); the packed
+# float16 product costs the same from 1 to 4 rows, so screening pays up to there (greedy search, small batches).
+SCREENED_ROWS = 4
 # When more than this share of the vocabulary needs exact logits, computing all of them is as cheap.
 FALLBACK_SHARE = 1 / 16
 ROWS_PER_CHUNK = 8192
+FLOAT16_MAX = 65504.0
+
+
+def _fbgemm_float16_available() -> bool:
+    try:
+        return "fbgemm" in torch.backends.quantized.supported_engines and callable(
+            torch.ops.quantized.linear_dynamic_fp16)
+    except (AttributeError, RuntimeError):
+        return False
 
 
 class HalfCopy:
-    """A float16 copy of a (vocab, d) float32 weight and the row norms the bound needs (each (vocab,))."""
+    """A float16 copy of a (vocab, d) float32 weight, its product with hidden states, and the row norms the bound
+    needs (each (vocab,)).
 
-    def __init__(self, weight: torch.Tensor) -> None:
-        self.weight = weight.to(torch.float16)
+    packed: hold the copy in fbgemm's packed float16 layout (x86), whose product takes the hidden states in
+    float32 and accumulates in float32, at about 60% of the time PyTorch's float16 product takes (which converts
+    on the fly); otherwise a float16 tensor, multiplied by float16 hidden states.
+    """
+
+    def __init__(self, weight: torch.Tensor, packed: bool | None = None) -> None:
+        self.packed = _fbgemm_float16_available() if packed is None else packed
+        low, high = weight.aminmax()
+        self.finite = bool(-FLOAT16_MAX <= low) and bool(high <= FLOAT16_MAX)  # no infinities in float16
+        self.parts: list = []
         residual, half, full = [], [], []
-        for start in range(0, weight.shape[0], ROWS_PER_CHUNK):
+        for start in range(0, weight.shape[0] if self.finite else 0, ROWS_PER_CHUNK):
             rows = weight[start:start + ROWS_PER_CHUNK]
-            rounded = self.weight[start:start + ROWS_PER_CHUNK].float()
+            if self.packed:
+                part = torch.ops.quantized.linear_prepack_fp16(rows, None)
+                rounded = torch.ops.quantized.linear_unpack_fp16(part)[0]
+            else:
+                part = rows.to(torch.float16)
+                rounded = part.float()
+            self.parts.append(part)
             residual.append((rows - rounded).norm(dim=1))
             half.append(rounded.norm(dim=1))
             full.append(rows.norm(dim=1))
-        self.residual_norm = torch.cat(residual)
-        self.half_norm = torch.cat(half)
-        self.norm = torch.cat(full)
-        self.finite = bool(torch.isfinite(self.half_norm).all())  # float16 values are at most 65504: no overflow
+            del rounded
+        if self.finite:
+            self.residual_norm = torch.cat(residual)
+            self.half_norm = torch.cat(half)
+            self.norm = torch.cat(full)
+
+    def product(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """hidden (rows, d) float32 -> (copy @ hidden', rows x vocab float32; hidden', the hidden states as the
+        product used them, (rows, d) float32)."""
+        if self.packed:
+            return torch.cat([torch.ops.quantized.linear_dynamic_fp16(hidden, part) for part in self.parts], 1), hidden
+        hidden16 = hidden.to(torch.float16)
+        return torch.cat([(part @ hidden16.T).T for part in self.parts], 1).float(), hidden16.float()
 
 
 class HalfCopyCache:
@@ -70,19 +105,21 @@ class HalfCopyCache:
 
     def get(self, weight: torch.Tensor) -> HalfCopy | None:
         """The copy of `weight`, or None when screening cannot use one (not float32 on the CPU, or values beyond
-        float16's range, or float16 products that PyTorch is allowed to accumulate in float16)."""
-        if weight.dtype != torch.float32 or weight.device.type != "cpu" or _fp16_accumulation_allowed():
+        float16's range, or, without fbgemm, float16 products that PyTorch is allowed to accumulate in float16)."""
+        packed = _fbgemm_float16_available()
+        if weight.dtype != torch.float32 or weight.device.type != "cpu" or not (packed or _fp16_accumulation_exact()):
             self.__init__()
             return None
-        key = (weight.data_ptr(), weight._version, tuple(weight.shape))
+        key = (weight.data_ptr(), weight._version, tuple(weight.shape), packed)
         if key != self._key:
-            self._key, self._copy = key, HalfCopy(weight.detach())
+            self._key, self._copy = key, HalfCopy(weight.detach(), packed)
         return self._copy if self._copy.finite else None
 
 
-def _fp16_accumulation_allowed() -> bool:
+def _fp16_accumulation_exact() -> bool:
+    """Whether PyTorch's float16 products on the CPU accumulate in float32."""
     check = getattr(torch._C, "_get_cpu_allow_fp16_reduced_precision_reduction", None)
-    return True if check is None else bool(check())
+    return check is not None and not check()
 
 
 class OutputHead:
@@ -144,11 +181,9 @@ def approximate_logits(hidden: torch.Tensor, half: HalfCopy,
     hidden (rows, d) float32; bias (vocab,) or None. Returns (approx, margin), both (rows, vocab) float32, with
     |float32 logit - approx| <= margin everywhere; None when hidden or the product leave float16's range.
     """
-    hidden16 = hidden.to(torch.float16)
-    approx = (half.weight @ hidden16.T).T.float()
-    if not (torch.isfinite(hidden16).all() and torch.isfinite(approx).all()):
+    approx, rounded = half.product(hidden)
+    if not (torch.isfinite(rounded).all() and torch.isfinite(approx).all()):
         return None
-    rounded = hidden16.float()
     size = hidden.shape[1]
     gamma = size * 2.0**-24 / (1 - size * 2.0**-24)
     hidden_norm = hidden.norm(dim=1, keepdim=True)
