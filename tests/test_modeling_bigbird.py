@@ -44,6 +44,33 @@ def test_every_class_matches_transformers(name, attention_type, training, tmp_pa
     torch.testing.assert_close(our_embeds.grad, their_embeds.grad, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("name", CLASS_NAMES)
+@pytest.mark.parametrize("attention_type", ["original_full", "block_sparse"])
+def test_dropout_draws_the_masks_transformers_draws_under_the_same_seed(name, attention_type, tmp_path):
+    """Fine-tuning with dropout reproduces Transformers' run step for step: same seed, same masks, same loss.
+
+    (From input_ids: given inputs_embeds, Transformers embeds its block padding through the dropout first.)"""
+    theirs, ours = pair(name, tmp_path, attention_type=attention_type, num_labels=3, hidden_dropout_prob=0.2,
+                        attention_probs_dropout_prob=0.2)
+    inputs = batch(name, 150)
+    extra = labels_for(name, inputs, num_labels=3)
+    if name == "BigBirdForQuestionAnswering":
+        extra["question_lengths"] = torch.tensor([[4], [4]])
+
+    def run(model, seed):
+        model.train().zero_grad()
+        torch.manual_seed(seed)
+        out = model(**inputs, **extra)
+        loss = out.loss if name != "BigBirdModel" else out.last_hidden_state[..., 0].sum() + out.pooler_output.sum()
+        loss.backward()
+        return loss.detach(), model.get_input_embeddings().weight.grad
+
+    expected, got = run(theirs, 3), run(ours, 3)
+    torch.testing.assert_close(got[0], expected[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(got[1], expected[1], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(run(ours, 4)[0], got[0], atol=1e-5, rtol=0)  # the masks do depend on the seed
+
+
 @pytest.mark.parametrize("attention_type,training", [("original_full", False), ("block_sparse", True)])
 def test_attention_probabilities_match_transformers(attention_type, training, tmp_path):
     # Transformers' eval-mode block-sparse probabilities count the duplicated key block 0 once (its rows do not

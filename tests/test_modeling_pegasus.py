@@ -67,6 +67,26 @@ def test_every_class_matches_transformers_in_train_mode_with_gradients(name, len
     assert compared > 20
 
 
+@pytest.mark.parametrize("name", CLASS_NAMES)
+def test_dropout_draws_the_masks_transformers_draws_under_the_same_seed(name, tmp_path):
+    """All three dropouts on (hidden, attention, activation): the same seed gives Transformers' loss and gradients."""
+    save_tiny(name, tmp_path, dropout=0.2, attention_dropout=0.2, activation_dropout=0.2)
+    hf, model = theirs(name, tmp_path).train(), ours(name, tmp_path).train()
+    inputs = {**inputs_for(name, BOUND + 3), **labels_for(name, inputs_for(name, BOUND + 3))}
+
+    def run(module, seed):
+        module.zero_grad()
+        torch.manual_seed(seed)
+        loss = scalar(module(**inputs))
+        loss.backward()
+        return loss.detach(), module.get_input_embeddings().weight.grad
+
+    expected, got = run(hf, 3), run(model, 3)
+    torch.testing.assert_close(got[0], expected[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(got[1], expected[1], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(run(model, 4)[0], got[0], atol=1e-5, rtol=0)  # the masks do depend on the seed
+
+
 def scalar(output) -> torch.Tensor:
     """The loss, or for the base model a loss-like function of its decoder and encoder states."""
     if getattr(output, "loss", None) is not None:
