@@ -288,7 +288,7 @@ def test_decoder_start_token_can_be_set_per_call(seq2seq_dir):
     assert torch.equal(got, expected)
 
 
-def test_bad_inputs_embeds_are_refused_before_compute(seq2seq_dir, causal_dir):
+def test_bad_inputs_embeds_are_refused_before_compute(seq2seq_dir):
     model = _no_encoder(ours(SEQ2SEQ, seq2seq_dir))
     embeds = torch.randn(2, 10, 32)
     with pytest.raises(ValueError, match="exactly one"):
@@ -303,8 +303,6 @@ def test_bad_inputs_embeds_are_refused_before_compute(seq2seq_dir, causal_dir):
         model.generate(inputs_embeds=embeds, attention_mask=torch.ones(2, 9))
     with pytest.raises(ValueError, match="max_position_embeddings"):
         model.generate(inputs_embeds=torch.randn(1, 513, 32))
-    with pytest.raises(ValueError, match="input_ids, not inputs_embeds"):
-        ours(CAUSAL, causal_dir).generate(inputs_embeds=embeds)
 
 
 class Ban:

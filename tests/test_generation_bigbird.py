@@ -134,8 +134,8 @@ def test_bad_inputs_are_refused_before_compute(causal_dir):
         model.generate(torch.ones(1, 512, dtype=torch.long))
     with pytest.raises(ValueError, match="attention_mask"):
         model.generate(ids, attention_mask=torch.ones(2, 9))
-    with pytest.raises(ValueError, match="input_ids, not inputs_embeds"):
-        model.generate(inputs_embeds=torch.ones(2, 10, 32))
+    with pytest.raises(ValueError, match="inputs_embeds must have shape"):
+        model.generate(inputs_embeds=torch.ones(2, 10, 16))
     with pytest.raises(ValueError, match="non-empty"):
         model.generate(torch.ones(0, 10, dtype=torch.long))
     encoder = bigbird.BigBirdForCausalLM(our_config(is_decoder=False))

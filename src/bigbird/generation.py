@@ -1,18 +1,20 @@
 """Generation: greedy search, sampling and beam search over a decode step with a key/value cache.
 
-The encoder runs once; a `DecodeStep` then turns the newest token of every row into the decoder's last hidden
-state, reusing the cache (the prompt goes in whole on the first call), and its `head` into next-token logits
-(greedy search takes the argmax without computing them all, see `output_head`). The search rules, and so the tokens,
-are Transformers' `generate`: the same processors (see `logits_processing`), the same stopping rules,
-beam search with its length penalty, `early_stopping` heuristics and output padding. A call may add its own
-processors and stopping criteria, and a streamer that receives the prompt and then each step's tokens, with
-Transformers' protocols.
+The encoder runs once (or a call passes its output); a `DecodeStep` then turns the newest token of every row into
+the decoder's last hidden state, reusing the cache (the prompt goes in whole on the first call, as embeddings when
+given so), and its `head` into next-token logits (greedy search takes the argmax without computing them all, see
+`output_head`). The search rules, and so the tokens, are Transformers' `generate`: the same processors (see
+`logits_processing`), the same stopping criteria, beam search with its length penalty, `early_stopping` heuristics
+and output padding. A call may add its own processors and stopping criteria (one of a kind built here takes the
+built-in one's place, as in Transformers), and a streamer that receives the prompt and then each step's tokens,
+with Transformers' protocols.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -20,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from .generation_config import GenerationConfig, ResolvedGeneration, resolve
-from .logits_processing import Processor, apply, build_processors
+from .logits_processing import Processor, apply, build_processors, merged_with_custom, transformers_kind
 from .output_head import OutputHead
 from .outputs import ModelOutput
 
@@ -28,6 +30,24 @@ UNREACHABLE = -1.0e9
 
 # criterion(tokens so far (rows, length), the scores kept so far or None) -> a bool, or bool (rows,): finished rows.
 Criterion = Callable[[torch.Tensor, tuple[torch.Tensor, ...] | None], torch.Tensor | bool]
+
+
+@dataclasses.dataclass(frozen=True)
+class GenerationInputs:
+    """The inputs of one `generate()` call, which the model's `_decoder_prompt` checks.
+
+    input_ids (batch, length) and attention_mask (batch, length): the encoder input, or a decoder-only model's
+    prompt; inputs_embeds (batch, length, hidden): the same as embeddings (a decoder-only prompt may come as both);
+    decoder_input_ids (batch, decoder_length): the encoder-decoder's decoder prompt; encoder_hidden (batch,
+    source_length, d_model): a precomputed encoder output, which the encoder-decoder uses instead of running its
+    encoder.
+    """
+
+    input_ids: torch.Tensor | None
+    attention_mask: torch.Tensor | None
+    inputs_embeds: torch.Tensor | None = None
+    decoder_input_ids: torch.Tensor | None = None
+    encoder_hidden: torch.Tensor | None = None
 
 
 class DecodeStep(Protocol):
@@ -64,23 +84,32 @@ class GenerateOutput(ModelOutput):
 
 
 class GenerationMixin:
-    """`generate()` for models that provide `_decoder_prompt`, `_decode_step` and `generation_config`."""
+    """`generate()` for models that provide `_decoder_prompt`, `_decode_step` and `generation_config`.
+
+    _decoder_prompt(inputs: GenerationInputs, call settings) checks the inputs and returns the sequences' prompt
+    tokens (batch, prompt_length) and, for a decoder-only model with an attention mask, the left padding of each
+    row (batch,); _decode_step(inputs, rows per input, decoder positions to hold) returns the `DecodeStep`.
+    """
 
     generation_config: GenerationConfig
 
     @torch.no_grad()
     def generate(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None, *,
                  inputs_embeds: torch.Tensor | None = None, decoder_input_ids: torch.Tensor | None = None,
-                 generation_config: GenerationConfig | None = None,
+                 encoder_outputs: Any = None, generation_config: GenerationConfig | None = None,
                  logits_processor: Sequence[Processor] | None = None,
                  stopping_criteria: Sequence[Criterion] | None = None, streamer: Streamer | None = None,
                  generator: torch.Generator | None = None, seed: int | None = None,
                  **settings: Any) -> torch.Tensor | GenerateOutput:
         """Generate token ids as Transformers' `generate` does.
 
-        input_ids (batch, length) and attention_mask (batch, length): the encoder input (or, for the causal LM,
-        the prompt); the encoder-decoder takes inputs_embeds (batch, length, d_model) instead of input_ids too. A
-        decoder-only prompt without attention_mask gets one hiding its pad tokens, as in Transformers.
+        input_ids (batch, length) and attention_mask (batch, length): the encoder input (or, for a causal LM,
+        the prompt). inputs_embeds (batch, length, hidden) may replace input_ids: the encoder-decoder encodes them;
+        a causal LM reads its prompt from them (input_ids, if given too, must be their tokens) and, given them alone,
+        returns only the new tokens. The encoder-decoder also takes `encoder_outputs`, a precomputed encoder output
+        (with `last_hidden_state` (batch, source_length, d_model), or a tuple that starts with it), instead of
+        running its encoder; attention_mask then masks it. A decoder-only prompt without attention_mask gets one
+        hiding its pad tokens, as in Transformers.
         Settings (`max_length`, `max_new_tokens`, `min_length`, `min_new_tokens`, `num_beams`,
         `length_penalty`, `early_stopping`, `num_return_sequences`, `no_repeat_ngram_size`,
         `repetition_penalty`, `bad_words_ids`, `do_sample`, `temperature`, `top_k`, `top_p`, ...) override
@@ -88,28 +117,45 @@ class GenerationMixin:
         `generator`, or from a new generator seeded with `seed`, or from torch's global generator.
         `logits_processor`: callables processor(tokens (rows, length), scores (rows, vocab)) -> scores, applied
         after the built-in processors (before temperature, top-k and top-p); `stopping_criteria`: callables
-        criterion(tokens, scores) -> a bool or a bool tensor (rows,), true for rows that are finished;
+        criterion(tokens, scores) -> a bool or a bool tensor (rows,), true for rows that are finished. As in
+        Transformers, an instance of one of Transformers' classes that generate() builds from the settings too
+        (`RepetitionPenaltyLogitsProcessor`, `MaxLengthCriteria`, ...) takes the built-in one's place, with a warning.
         `streamer`: receives put(prompt), put(tokens) after every step, then end() (not with beam search).
         Returns (batch * num_return_sequences, generated_length) token ids, or a `GenerateOutput` with
         `return_dict_in_generate=True`.
         """
-        if (input_ids is None) == (inputs_embeds is None):
-            raise ValueError("generate() needs either input_ids of shape (batch, length) or inputs_embeds of shape "
-                             "(batch, length, d_model): pass exactly one of them")
+        encoder_decoder = bool(getattr(self.config, "is_encoder_decoder", False))
+        if input_ids is None and inputs_embeds is None and encoder_outputs is None:
+            needed = ("the encoder input as input_ids of shape (batch, length) or inputs_embeds of shape (batch, "
+                      "length, d_model), or a precomputed encoder_outputs: pass exactly one of them" if encoder_decoder
+                      else "the prompt as input_ids of shape (batch, length), inputs_embeds of shape (batch, length, "
+                      "hidden_size), or both")
+            raise ValueError(f"generate() needs {needed}")
+        if encoder_outputs is not None and not encoder_decoder:
+            raise ValueError(f"{type(self).__name__} is decoder-only: it has no encoder whose output encoder_outputs "
+                             "could stand for; pass the prompt as input_ids or inputs_embeds")
         if seed is not None and generator is not None:
             raise ValueError("pass either seed or generator, not both")
         custom_processors = _callables(logits_processor, "logits_processor", "processor(input_ids, scores) -> scores",
                                        "LogitsProcessorList")
-        criteria = _callables(stopping_criteria, "stopping_criteria", "criterion(input_ids, scores) -> bool tensor",
-                              "StoppingCriteriaList")
+        custom_criteria = _callables(stopping_criteria, "stopping_criteria",
+                                     "criterion(input_ids, scores) -> bool tensor", "StoppingCriteriaList")
         base = generation_config or self.generation_config
         call_config = base.merged(**settings)
-        if attention_mask is None and not getattr(self.config, "is_encoder_decoder", False):
+        if attention_mask is None and not encoder_decoder:
             attention_mask = inferred_attention_mask(input_ids, call_config)
-        prompt, prompt_padding = self._decoder_prompt(input_ids, inputs_embeds, attention_mask, decoder_input_ids,
-                                                      call_config)
-        run = resolve(base, settings, prompt_length=prompt.shape[1], max_positions=self.config.max_position_embeddings)
+        encoder_hidden = None if encoder_outputs is None else encoder_last_hidden_state(encoder_outputs)
+        inputs = GenerationInputs(input_ids, attention_mask, inputs_embeds, decoder_input_ids, encoder_hidden)
+        prompt, prompt_padding = self._decoder_prompt(inputs, call_config)
+        # A decoder-only prompt given as embeddings alone takes decoder positions that the sequences do not show.
+        embedded = 0 if encoder_decoder or inputs_embeds is None else inputs_embeds.shape[1] - prompt.shape[1]
+        positions = self.config.max_position_embeddings
+        run = resolve(base, settings, prompt_length=prompt.shape[1], max_positions=positions,
+                      embedded_prompt=embedded)
+        criteria = build_criteria(run, custom_criteria, prompt.device)
+        _check_criteria(criteria, run, positions - embedded)
         _check_streamer(streamer, run)
+        _warn_unseen_prompt(run)
         if seed is not None:
             generator = torch.Generator(device=prompt.device).manual_seed(seed)
         expand = max(run.num_beams, run.num_return_sequences)
@@ -119,7 +165,7 @@ class GenerationMixin:
         prompt = prompt.repeat_interleave(expand, dim=0)
         if streamer is not None:
             streamer.put(prompt.cpu())
-        step = self._decode_step(input_ids, inputs_embeds, attention_mask, expand, run.max_length)
+        step = self._decode_step(inputs, expand, embedded + run.max_length)
         if run.num_beams > 1:
             sequences, scores, sequence_scores = beam_search(step, prompt, run, processors, generator,
                                                              criteria=criteria)
@@ -157,23 +203,99 @@ def _check_streamer(streamer: Streamer | None, run: ResolvedGeneration) -> None:
                          "or generate without the streamer")
 
 
+class MaxLength:
+    """Finishes every row at `max_length` tokens (Transformers' MaxLengthCriteria)."""
+
+    def __init__(self, max_length: int) -> None:
+        self.max_length = max_length
+
+    def __call__(self, ids: torch.Tensor, scores: tuple[torch.Tensor, ...] | None) -> bool:
+        return ids.shape[1] >= self.max_length
+
+
+class EndTokens:
+    """Finishes the rows of ids (rows, length) that end with one of the end tokens `eos_token_id` (n,)
+    (Transformers' EosTokenCriteria; as there, the attribute's presence makes finished rows go on with pad)."""
+
+    def __init__(self, eos_token_id: torch.Tensor) -> None:
+        self.eos_token_id = eos_token_id
+
+    def __call__(self, ids: torch.Tensor, scores: tuple[torch.Tensor, ...] | None) -> torch.Tensor:
+        return torch.isin(ids[:, -1], self.eos_token_id)
+
+
+def build_criteria(run: ResolvedGeneration, custom: Sequence[Criterion], device: torch.device) -> list[Criterion]:
+    """The stopping criteria of a call: max_length, the end tokens (if any), then the caller's `custom` ones, one of
+    Transformers' MaxLengthCriteria or EosTokenCriteria taking the built-in one's place as in Transformers."""
+    built: list[tuple[str, Criterion]] = [("MaxLengthCriteria", MaxLength(run.max_length))]
+    if run.eos_token_id is not None:
+        built.append(("EosTokenCriteria", EndTokens(torch.tensor(run.eos_token_id, device=device))))
+    return merged_with_custom(built, custom, "stopping criterion")
+
+
+def _pads_finished_rows(criteria: Sequence[Criterion]) -> bool:
+    """Transformers' rule: finished rows go on with the pad token when a criterion has end tokens."""
+    return any(hasattr(criterion, "eos_token_id") for criterion in criteria)
+
+
+def _check_criteria(criteria: Sequence[Criterion], run: ResolvedGeneration, positions: int) -> None:
+    """Refuse, before compute, criteria the search cannot follow: a length limit (MaxLengthCriteria) beyond the
+    decoder's `positions` left for the sequences or, in beam search, beyond max_length (the beams' room), and
+    finished rows to pad without a pad token."""
+    limit = min(criterion.max_length for criterion in criteria
+                if isinstance(criterion, MaxLength) or transformers_kind(criterion) == "MaxLengthCriteria")
+    if limit > positions:
+        raise ValueError(f"MaxLengthCriteria(max_length={limit}) goes beyond the decoder's {positions} positions "
+                         "left for the sequences (max_position_embeddings): lower its max_length")
+    if run.num_beams > 1 and limit > run.max_length:
+        raise ValueError(f"beam search keeps max_length={run.max_length} tokens per beam, fewer than "
+                         f"MaxLengthCriteria(max_length={limit}) needs: pass max_length={limit} instead")
+    if run.pad_token_id is None and _pads_finished_rows(criteria):
+        raise ValueError("a stopping criterion with end tokens (eos_token_id) finishes rows, which then go on with "
+                         "the pad token, but there is no pad_token_id: pass pad_token_id")
+
+
+def _warn_unseen_prompt(run: ResolvedGeneration) -> None:
+    """Warn, as Transformers does, that the penalties cannot see a prompt given as embeddings alone."""
+    if run.prompt_length > 0:
+        return
+    for name, active in (("repetition_penalty", run.repetition_penalty != 1.0),
+                         ("no_repeat_ngram_size", run.no_repeat_ngram_size > 0)):
+        if active:
+            warnings.warn(f"{name} with inputs_embeds and without input_ids applies to the new tokens only, not to "
+                          "the prompt: pass the prompt's input_ids too for it to count", UserWarning)
+
+
 def _finished_by(criteria: Sequence[Criterion], ids: torch.Tensor,
-                 scores: list[torch.Tensor] | None) -> torch.Tensor | None:
-    """(rows,) bool: the rows of ids (rows, length) that some caller's criterion finishes; None without criteria.
+                 scores: list[torch.Tensor] | None) -> torch.Tensor | bool:
+    """The rows of ids (rows, length) that some criterion finishes: a bool tensor (rows,), or a bool for all rows.
 
     Each criterion gets the scores kept for the output (None unless they are returned), as in Transformers.
     """
-    if not criteria:
-        return None
     kept = None if scores is None else tuple(scores)
-    finished = torch.zeros(ids.shape[0], dtype=torch.bool, device=ids.device)
+    finished: torch.Tensor | bool = False
     for criterion in criteria:
-        verdict = torch.as_tensor(criterion(ids, kept), device=ids.device)
-        if verdict.dtype != torch.bool or verdict.dim() > 1 or verdict.numel() not in (1, ids.shape[0]):
-            raise ValueError(f"the stopping criterion {criterion!r} returned {verdict!r}: it must return a bool or "
-                             f"a bool tensor of shape ({ids.shape[0]},), one per row")
+        verdict = criterion(ids, kept)
+        if not isinstance(verdict, bool):
+            verdict = torch.as_tensor(verdict, device=ids.device)
+            if verdict.dtype != torch.bool or verdict.dim() > 1 or verdict.numel() not in (1, ids.shape[0]):
+                raise ValueError(f"the stopping criterion {criterion!r} returned {verdict!r}: it must return a bool "
+                                 f"or a bool tensor of shape ({ids.shape[0]},), one per row")
         finished = finished | verdict
     return finished
+
+
+def encoder_last_hidden_state(encoder_outputs: Any) -> torch.Tensor:
+    """The last hidden state (batch, source_length, d_model) of a precomputed encoder output: its
+    `last_hidden_state` (a BaseModelOutput, ours or Transformers'), or the first item of a tuple or list."""
+    hidden = getattr(encoder_outputs, "last_hidden_state", None)
+    if hidden is None and isinstance(encoder_outputs, (tuple, list)) and encoder_outputs:
+        hidden = encoder_outputs[0]
+    if not isinstance(hidden, torch.Tensor):
+        raise ValueError(f"encoder_outputs must be an encoder output with last_hidden_state (batch, source_length, "
+                         f"d_model), or a tuple starting with that tensor; got {type(encoder_outputs).__name__}: pass "
+                         "what model.get_encoder()(input_ids, attention_mask) returns")
+    return hidden
 
 
 def inferred_attention_mask(input_ids: torch.Tensor | None, settings: GenerationConfig) -> torch.Tensor | None:
@@ -189,42 +311,56 @@ def inferred_attention_mask(input_ids: torch.Tensor | None, settings: Generation
     return (input_ids != pad).long()
 
 
-def causal_prompt_padding(input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None,
-                          attention_mask: torch.Tensor | None,
-                          decoder_input_ids: torch.Tensor | None) -> torch.Tensor | None:
-    """Check the prompt of a decoder-only model, input_ids (batch, length); return the number of left-padding tokens
-    of each row (batch,) when there is an attention_mask (batch, length), else None."""
-    if inputs_embeds is not None:
-        raise ValueError("a decoder-only model's generate() takes its prompt as input_ids, not inputs_embeds")
-    if decoder_input_ids is not None:
+def causal_prompt(inputs: GenerationInputs, hidden_size: int,
+                  dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Check the prompt of a decoder-only model: input_ids (batch, length), inputs_embeds (batch, length,
+    hidden_size) of the model's `dtype`, or both, with an optional attention_mask (batch, length).
+
+    Returns the sequences' prompt tokens: input_ids, or (batch, 0) for embeddings alone, whose sequences hold only
+    the new tokens; and the number of left-padding positions of each row (batch,) when there is an attention_mask,
+    else None (the repetition penalty skips that many tokens of the sequences: with embeddings alone, new ones,
+    as in Transformers).
+    """
+    ids, embeds, mask = inputs.input_ids, inputs.inputs_embeds, inputs.attention_mask
+    if inputs.decoder_input_ids is not None:
         raise ValueError("a decoder-only model has no decoder_input_ids: its prompt is input_ids")
-    if input_ids.dim() != 2 or input_ids.shape[0] == 0 or input_ids.shape[1] == 0:
-        raise ValueError(f"the prompt must be a non-empty batch of shape (batch, length), got {tuple(input_ids.shape)}")
-    if attention_mask is not None and tuple(attention_mask.shape) != tuple(input_ids.shape):
-        raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)} but the prompt has "
-                         f"{tuple(input_ids.shape)}")
-    return None if attention_mask is None else (attention_mask != 0).int().argmax(dim=1)
-
-
-def _eos_tensor(run: ResolvedGeneration, device: torch.device) -> torch.Tensor | None:
-    return None if run.eos_token_id is None else torch.tensor(run.eos_token_id, device=device)
+    if embeds is not None:
+        if embeds.dim() != 3 or embeds.shape[-1] != hidden_size:
+            raise ValueError(f"inputs_embeds must have shape (batch, length, {hidden_size}), got "
+                             f"{tuple(embeds.shape)}")
+        if embeds.dtype != dtype:
+            raise ValueError(f"inputs_embeds has dtype {embeds.dtype} but the model's embeddings are {dtype}: "
+                             f"convert them with inputs_embeds.to({dtype})")
+        if ids is not None and tuple(ids.shape) != tuple(embeds.shape[:2]):
+            raise ValueError(f"input_ids has shape {tuple(ids.shape)} but inputs_embeds cover (batch, length) = "
+                             f"{tuple(embeds.shape[:2])}: pass the tokens of the embedded prompt, or inputs_embeds "
+                             "alone")
+    shape = tuple(embeds.shape[:2]) if embeds is not None else tuple(ids.shape)
+    if len(shape) != 2 or 0 in shape:
+        raise ValueError(f"the prompt must be a non-empty batch of shape (batch, length), got {shape}")
+    if mask is not None and tuple(mask.shape) != shape:
+        raise ValueError(f"attention_mask has shape {tuple(mask.shape)} but the prompt has {shape}")
+    if ids is None:
+        ids = torch.empty((shape[0], 0), dtype=torch.long, device=embeds.device)
+    return ids, None if mask is None else (mask != 0).int().argmax(dim=1)
 
 
 def greedy_or_sample(step: DecodeStep, prompt: torch.Tensor, run: ResolvedGeneration, processors: list[Processor],
-                     generator: torch.Generator | None, *, criteria: Sequence[Criterion] = (),
+                     generator: torch.Generator | None, *, criteria: Sequence[Criterion],
                      streamer: Streamer | None = None,
                      screened: bool = True) -> tuple[torch.Tensor, list[torch.Tensor] | None]:
     """Greedy search, or multinomial sampling with `run.do_sample`.
 
-    prompt: (rows, prompt_length). A row is finished at an end token or when a criterion says so; finished rows
-    go on with the pad token when there are end tokens (with real tokens otherwise, as in Transformers), and the
-    search stops when every row is finished or at max_length. Each step's tokens (rows,) go to the `streamer`.
+    prompt: (rows, prompt_length). A row is finished when a criterion (max_length, end tokens, the caller's: see
+    `build_criteria`) says so; finished rows go on with the pad token when a criterion has end tokens (with real
+    tokens otherwise, as in Transformers), and the search stops when every row is finished. Each step's tokens
+    (rows,) go to the `streamer`.
     `screened`: greedy search may take its argmax through `OutputHead.greedy_tokens`, valid only when every
     processor treats each logit on its own, never lowering it when it rises (the built-in ones do; a caller's
-    need not). Returns the sequences (rows, length <= max_length) and, when they are returned
+    need not). Returns the sequences (rows, length <= the length limit) and, when they are returned
     (`output_scores` with `return_dict_in_generate`), the processed scores of every step.
     """
-    eos = _eos_tensor(run, prompt.device)
+    pad_finished = _pads_finished_rows(criteria)
     ids = prompt
     unfinished = torch.ones(ids.shape[0], dtype=torch.bool, device=ids.device)
     scores = [] if run.output_scores and run.return_dict_in_generate else None
@@ -240,28 +376,27 @@ def greedy_or_sample(step: DecodeStep, prompt: torch.Tensor, run: ResolvedGenera
                 next_tokens = next_scores.argmax(dim=-1)
         else:
             next_tokens = step.head.greedy_tokens(hidden, functools.partial(apply, processors, ids))
-        if eos is not None:
+        if pad_finished:
             next_tokens = torch.where(unfinished, next_tokens, run.pad_token_id)
-            unfinished &= ~torch.isin(next_tokens, eos)
         ids = torch.cat([ids, next_tokens[:, None]], dim=1)
         finished = _finished_by(criteria, ids, scores)
-        if finished is not None:
+        if isinstance(finished, torch.Tensor):
             unfinished &= ~finished
         if streamer is not None:
             streamer.put(next_tokens.cpu())
-        if ids.shape[1] >= run.max_length or not bool(unfinished.any()):
+        if finished is True or not bool(unfinished.any()):
             return ids, scores
         hidden = step(next_tokens[:, None])
 
 
 def beam_search(step: DecodeStep, prompt: torch.Tensor, run: ResolvedGeneration, processors: list[Processor],
                 generator: torch.Generator | None, *,
-                criteria: Sequence[Criterion] = ()) -> tuple[torch.Tensor, list[torch.Tensor] | None, torch.Tensor]:
+                criteria: Sequence[Criterion]) -> tuple[torch.Tensor, list[torch.Tensor] | None, torch.Tensor]:
     """Beam search (beam sampling with `run.do_sample`) with Transformers' rules.
 
     prompt: (batch * num_beams, prompt_length), each input's rows adjacent. Every step extends each running
     beam by every token, keeps the best `2 * num_beams` candidates (more with several end tokens), sends
-    candidates that end (end token, max_length, or a criterion says so) among the top `num_beams` to the
+    candidates that end (a criterion, such as max_length or the end tokens, says so) among the top `num_beams` to the
     finished set (scored by sum of log-probs / generated_length ** length_penalty), and continues with the best
     `num_beams` candidates that did not end. Returns the best `num_return_sequences` finished sequences per input
     (padded with pad, or end token when pad is 0), the processed scores per step when they are returned
@@ -270,9 +405,9 @@ def beam_search(step: DecodeStep, prompt: torch.Tensor, run: ResolvedGeneration,
     beams, prompt_length, max_length = run.num_beams, prompt.shape[1], run.max_length
     batch = prompt.shape[0] // beams
     device = prompt.device
-    eos = _eos_tensor(run, device)
+    eos = run.eos_token_id
     keep = max(2, 1 + (len(eos) if eos is not None else 0)) * beams
-    fill = (run.pad_token_id or run.eos_token_id[0]) if eos is not None else -1
+    fill = (run.pad_token_id or eos[0]) if eos is not None else -1
 
     running = torch.full((batch, beams, max_length), fill, dtype=torch.long, device=device)
     running[:, :, :prompt_length] = prompt.view(batch, beams, prompt_length)
@@ -304,12 +439,11 @@ def beam_search(step: DecodeStep, prompt: torch.Tensor, run: ResolvedGeneration,
         source = choice // vocab
         candidates = running.gather(1, source[:, :, None].expand(batch, keep, max_length)).clone()
         candidates[:, :, cur_len] = choice % vocab
-        ends = torch.full_like(among_top[None].expand(batch, keep), cur_len + 1 >= max_length)
-        if eos is not None:
-            ends = ends | torch.isin(candidates[:, :, cur_len], eos)
         stopped = _finished_by(criteria, candidates[:, :, :cur_len + 1].reshape(batch * keep, cur_len + 1), scores)
-        if stopped is not None:
-            ends = ends | stopped.view(batch, keep)
+        if isinstance(stopped, torch.Tensor):
+            ends = stopped.expand(batch * keep).view(batch, keep)
+        else:
+            ends = torch.full_like(among_top[None].expand(batch, keep), stopped)
 
         # Continue with the best candidates that did not end.
         open_scores = top + ends.float() * UNREACHABLE

@@ -96,10 +96,12 @@ DEFAULTS = dict(max_length=20, min_length=0, do_sample=False, num_beams=1, num_r
 
 @dataclasses.dataclass(frozen=True)
 class ResolvedGeneration:
-    """Every setting of one `generate()` call, lengths counted in decoder tokens (prompt included)."""
+    """Every setting of one `generate()` call, lengths counted in tokens of the returned sequences (their prompt
+    included; `min_new_tokens` as given, for the processor Transformers builds from it)."""
 
     max_length: int
     min_length: int
+    min_new_tokens: int | None
     prompt_length: int
     do_sample: bool
     num_beams: int
@@ -120,11 +122,14 @@ class ResolvedGeneration:
     return_dict_in_generate: bool
 
 
-def resolve(base: GenerationConfig, overrides: dict[str, Any], *, prompt_length: int,
-            max_positions: int) -> ResolvedGeneration:
+def resolve(base: GenerationConfig, overrides: dict[str, Any], *, prompt_length: int, max_positions: int,
+            embedded_prompt: int = 0) -> ResolvedGeneration:
     """Combine the model's settings with a call's, check them, and turn max/min_new_tokens into lengths.
 
-    Raises a ValueError naming the problem for contradictory or impossible settings.
+    embedded_prompt: the length of a decoder-only prompt given as inputs_embeds alone (prompt_length is then 0: the
+    sequences hold only new tokens); as in Transformers, a max_length or min_length that is set counts these
+    positions too, and they take decoder positions. Raises a ValueError naming the problem for contradictory or
+    impossible settings.
     """
     # As in Transformers, an explicit None unsets a setting without a default (eos_token_id=None: no end token);
     # for a setting with a default it means that default.
@@ -145,18 +150,20 @@ def resolve(base: GenerationConfig, overrides: dict[str, Any], *, prompt_length:
     elif settings.max_length is None:
         max_length = min(DEFAULTS["max_length"] + prompt_length, max_positions)
     else:
-        max_length = value["max_length"]
+        max_length = value["max_length"] - embedded_prompt
     min_length = prompt_length + value["min_new_tokens"] if value["min_new_tokens"] is not None \
-        else value["min_length"]
+        else max(value["min_length"] - embedded_prompt, 0)
     if max_length <= prompt_length:
+        prompt = f"{embedded_prompt} embedded position(s)" if embedded_prompt else f"{prompt_length} token(s)"
         raise ValueError(
-            f"max_length is {max_length} but the decoder prompt already has {prompt_length} token(s): raise "
+            f"max_length is {max_length + embedded_prompt} but the decoder prompt already has {prompt}: raise "
             "max_length, or better, set max_new_tokens"
         )
-    if max_length > max_positions:
+    if max_length + embedded_prompt > max_positions:
+        embedded = f" after the {embedded_prompt} positions of inputs_embeds" if embedded_prompt else ""
         raise ValueError(
-            f"max_length={max_length} exceeds the decoder's {max_positions} positions (max_position_embeddings): "
-            f"lower max_length or max_new_tokens"
+            f"max_length={max_length}{embedded} exceeds the decoder's {max_positions} positions "
+            f"(max_position_embeddings): lower max_length or max_new_tokens"
         )
     num_beams, num_return = value["num_beams"], value["num_return_sequences"]
     if num_beams < 1 or num_return < 1:
@@ -191,7 +198,8 @@ def resolve(base: GenerationConfig, overrides: dict[str, Any], *, prompt_length:
     eos = as_list(value["eos_token_id"])
     pad = value["pad_token_id"] if value["pad_token_id"] is not None else (eos[0] if eos else None)
     return ResolvedGeneration(
-        max_length=max_length, min_length=min_length, prompt_length=prompt_length,
+        max_length=max_length, min_length=min_length, min_new_tokens=value["min_new_tokens"],
+        prompt_length=prompt_length,
         do_sample=bool(value["do_sample"]), num_beams=num_beams, num_return_sequences=num_return,
         temperature=float(value["temperature"]), top_k=int(value["top_k"]), top_p=float(value["top_p"]),
         repetition_penalty=float(value["repetition_penalty"]), length_penalty=float(value["length_penalty"]),

@@ -1,13 +1,17 @@
 """Next-token score processing during generation, with Transformers' rules and order.
 
 Each processor maps (tokens so far (rows, length), scores (rows, vocab)) to new scores. The order is
-Transformers': repetition penalty, no-repeat n-grams, bad words, minimum length, forced first/last
-token, the caller's own processors; then, when sampling, temperature, top-k and top-p.
+Transformers': repetition penalty, no-repeat n-grams, bad words, minimum length (and minimum new tokens),
+forced first/last token, the caller's own processors; then, when sampling, temperature, top-k and top-p.
+As in Transformers, a caller's processor of a kind built here (recognised as Transformers' class of that
+name) takes the built-in one's place instead of following it.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import torch
 
@@ -15,6 +19,29 @@ from .generation_config import ResolvedGeneration
 
 Processor = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 NEG_INF = float("-inf")
+T = TypeVar("T")
+
+
+def transformers_kind(item: object) -> str | None:
+    """The class name of an instance of a Transformers class (such as "RepetitionPenaltyLogitsProcessor"), else
+    None: a caller's processor or criterion of the kind `generate()` builds itself under that name."""
+    module = type(item).__module__ or ""
+    return type(item).__name__ if module == "transformers" or module.startswith("transformers.") else None
+
+
+def merged_with_custom(defaults: Sequence[tuple[str, T]], custom: Sequence[T], what: str) -> list[T]:
+    """Transformers' merge of the built-in (kind, item) pairs with a caller's items: the first caller's item of a
+    built-in one's kind takes its place (with a warning), the other caller's items follow, in their order."""
+    merged: list[T] = []
+    for kind, default in defaults:
+        replacement = next((item for item in custom if transformers_kind(item) == kind), None)
+        if replacement is not None:
+            warnings.warn(f"a custom {what} of type {kind} was passed to generate(), which also builds one from its "
+                          f"settings: the custom {kind} takes its place (see its documentation for the settings "
+                          "that build it)", UserWarning)
+        merged.append(default if replacement is None else replacement)
+    merged.extend(item for item in custom if all(item is not kept for kept in merged))
+    return merged
 
 
 def build_processors(settings: ResolvedGeneration, prompt_padding: torch.Tensor | None = None,
@@ -22,25 +49,32 @@ def build_processors(settings: ResolvedGeneration, prompt_padding: torch.Tensor 
     """The processors a generation call applies, in order.
 
     prompt_padding: (rows,) number of left-padding tokens of each prompt, which the repetition penalty skips.
-    custom: the caller's processors (`generate(logits_processor=...)`), after the built-in ones and before the
-    sampling warpers, where Transformers puts them.
+    custom: the caller's processors (`generate(logits_processor=...)`): one of Transformers' classes that
+    `generate()` builds too (such as `RepetitionPenaltyLogitsProcessor`) replaces the built-in one, the others
+    follow the built-in ones, before the sampling warpers, where Transformers puts them.
     """
-    processors: list[Processor] = []
+    built: list[tuple[str, Processor]] = []
     if settings.repetition_penalty != 1.0:
-        processors.append(repetition_penalty(settings.repetition_penalty, prompt_padding))
+        built.append(("RepetitionPenaltyLogitsProcessor",
+                      repetition_penalty(settings.repetition_penalty, prompt_padding)))
     if settings.no_repeat_ngram_size > 0:
-        processors.append(no_repeat_ngram(settings.no_repeat_ngram_size))
+        built.append(("NoRepeatNGramLogitsProcessor", no_repeat_ngram(settings.no_repeat_ngram_size)))
     if settings.bad_words_ids is not None:
         words = [w for w in settings.bad_words_ids if not (len(w) == 1 and w[0] in (settings.eos_token_id or []))]
-        processors.append(bad_words(words))
+        built.append(("NoBadWordsLogitsProcessor", bad_words(words)))
     eos = settings.eos_token_id
     if eos is not None and settings.min_length > 0:
-        processors.append(min_length(settings.min_length, eos))
+        built.append(("MinLengthLogitsProcessor", min_length(settings.min_length, eos)))
+    if eos is not None and settings.min_new_tokens is not None and settings.min_new_tokens > 0:
+        # The same rule as the one above (min_length counts min_new_tokens), in its own place to be replaced.
+        built.append(("MinNewTokensLengthLogitsProcessor",
+                      min_length(settings.prompt_length + settings.min_new_tokens, eos)))
     if settings.forced_bos_token_id is not None:
-        processors.append(force_token_at(1, [settings.forced_bos_token_id]))
+        built.append(("ForcedBOSTokenLogitsProcessor", force_token_at(1, [settings.forced_bos_token_id])))
     if settings.forced_eos_token_id is not None:
-        processors.append(force_token_at(settings.max_length - 1, settings.forced_eos_token_id))
-    processors.extend(custom)
+        built.append(("ForcedEOSTokenLogitsProcessor",
+                      force_token_at(settings.max_length - 1, settings.forced_eos_token_id)))
+    processors = merged_with_custom(built, custom, "logits processor")
     if settings.do_sample:
         keep = 1 if settings.num_beams == 1 else (len(eos) if eos else 1) + 1
         if settings.temperature != 1.0:

@@ -18,7 +18,7 @@ from .attention import (BLOCK_SPARSE, AttentionMasks, KVCache, SelfAttention, ch
                         check_random_plan, full_attention_masks, sparse_attention_fits)
 from .checkpoint import KeyTable
 from .config import BigBirdConfig
-from .generation import GenerationMixin, causal_prompt_padding
+from .generation import GenerationInputs, GenerationMixin, causal_prompt
 from .generation_config import GenerationConfig
 from .modeling_utils import PreTrainedModel
 from .output_head import HalfCopyCache, OutputHead
@@ -368,27 +368,30 @@ class BigBirdForCausalLM(BigBirdPreTrainedModel, GenerationMixin):
                                                    base.attentions)
         return output if return_dict is not False else output.to_tuple()
 
-    def _decoder_prompt(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None,
-                        attention_mask: torch.Tensor | None, decoder_input_ids: torch.Tensor | None,
+    def _decoder_prompt(self, inputs: GenerationInputs,
                         generation_config: GenerationConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The prompt input_ids (batch, length), and the number of left-padding tokens of each row (batch,)
-        when there is an attention_mask; refuses what cannot be generated from before any compute."""
+        """The sequences' prompt tokens (batch, length), (batch, 0) for a prompt given as inputs_embeds alone, and
+        the number of left-padding positions of each row (batch,) when there is an attention_mask; refuses what
+        cannot be generated from before any compute."""
         positions = self.config.max_position_embeddings
         if not self.config.is_decoder:
             raise ValueError("generate() needs a causal model, but config.is_decoder is False (every token would "
                              "see the tokens after it): load it with from_pretrained(..., is_decoder=True)")
-        padding = causal_prompt_padding(input_ids, inputs_embeds, attention_mask, decoder_input_ids)
-        if input_ids.shape[1] >= positions:
-            raise ValueError(f"the prompt has {input_ids.shape[1]} tokens but the model has {positions} positions "
+        prompt, padding = causal_prompt(inputs, self.config.hidden_size, self.get_input_embeddings().weight.dtype)
+        length = inputs.inputs_embeds.shape[1] if inputs.inputs_embeds is not None else prompt.shape[1]
+        if length >= positions:
+            raise ValueError(f"the prompt has {length} tokens but the model has {positions} positions "
                              f"(max_position_embeddings), leaving none to generate: keep at most the last "
                              f"{positions - 1} tokens of the prompt")
-        return input_ids, padding
+        return prompt, padding
 
-    def _decode_step(self, input_ids: torch.Tensor, inputs_embeds: None, attention_mask: torch.Tensor | None,
-                     group: int, max_length: int) -> BigBirdCausalDecodeStep:
+    def _decode_step(self, inputs: GenerationInputs, group: int, max_length: int) -> BigBirdCausalDecodeStep:
+        attention_mask, prompt_embeds = inputs.attention_mask, inputs.inputs_embeds
         if attention_mask is not None:
             attention_mask = attention_mask.repeat_interleave(group, dim=0)
-        return BigBirdCausalDecodeStep(self, attention_mask)
+        if prompt_embeds is not None:
+            prompt_embeds = prompt_embeds.repeat_interleave(group, dim=0)
+        return BigBirdCausalDecodeStep(self, attention_mask, prompt_embeds)
 
 
 class BigBirdCausalDecodeStep:
@@ -398,34 +401,40 @@ class BigBirdCausalDecodeStep:
     As in Transformers, the prompt's positions count each row's unmasked tokens (cumsum(mask) - 1, 0 at masked
     tokens) and every later token takes the row's last position + 1. The step returns the LM head's transformed
     hidden state (dense, activation, LayerNorm); `head` is its projection on the tied word embeddings plus bias.
+    prompt_embeds (rows, length, hidden), when given, are the first call's input instead of its tokens.
     """
 
-    def __init__(self, model: BigBirdForCausalLM, attention_mask: torch.Tensor | None) -> None:
+    def __init__(self, model: BigBirdForCausalLM, attention_mask: torch.Tensor | None,
+                 prompt_embeds: torch.Tensor | None = None) -> None:
         self.model = model
         self.cache: tuple[KVCache, ...] | None = None
         self.attention_mask = attention_mask
+        self.prompt_embeds = prompt_embeds
         self.last_position: torch.Tensor | None = None
         self.head = OutputHead(model.lm_head.decoder.weight, model.lm_head.bias, model._lm_head_half)
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (rows, new) -> the transformed hidden state (rows, hidden) of the last one."""
+        embeds, self.prompt_embeds = self.prompt_embeds, None
         if self.cache is None:
-            positions = self._prompt_positions(tokens)
+            prompt_length = tokens.shape[1] if embeds is None else embeds.shape[1]
+            positions = self._prompt_positions(tokens.shape[0], prompt_length, tokens.device)
         else:
             positions = self.last_position + torch.arange(1, tokens.shape[1] + 1, device=tokens.device)
             if self.attention_mask is not None:
                 self.attention_mask = F.pad(self.attention_mask, (0, tokens.shape[1]), value=1)
         self.last_position = positions[:, -1:]
-        outputs = self.model.bert(input_ids=tokens, attention_mask=self.attention_mask, position_ids=positions,
+        outputs = self.model.bert(input_ids=tokens if embeds is None else None, inputs_embeds=embeds,
+                                  attention_mask=self.attention_mask, position_ids=positions,
                                   past_key_values=self.cache, use_cache=True, return_dict=True)
         self.cache = outputs.past_key_values
         head = self.model.lm_head
         return head.norm(head.act(head.dense(outputs.last_hidden_state[:, -1])))
 
-    def _prompt_positions(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(rows, length) positions of the prompt tokens (rows, length)."""
+    def _prompt_positions(self, rows: int, length: int, device: torch.device) -> torch.Tensor:
+        """(rows, length) positions of the prompt."""
         if self.attention_mask is None:
-            return torch.arange(tokens.shape[1], device=tokens.device).expand(tokens.shape)
+            return torch.arange(length, device=device).expand(rows, length)
         mask = self.attention_mask.long()
         return (mask.cumsum(dim=-1) - 1).masked_fill(mask == 0, 0)
 

@@ -16,7 +16,7 @@ from torch import nn
 from .checkpoint import KeyTable
 from .config import BigBirdPegasusConfig
 from .decoder_attention import DecoderCache, additive_mask
-from .generation import GenerationMixin, causal_prompt_padding
+from .generation import GenerationInputs, GenerationMixin, causal_prompt
 from .generation_config import GenerationConfig
 from .modeling_pegasus_decoder import PegasusDecoder, ScaledEmbedding
 from .modeling_pegasus_encoder import PegasusEncoder, check_encoder_input
@@ -213,24 +213,35 @@ class BigBirdPegasusForConditionalGeneration(BigBirdPegasusPreTrainedModel, Gene
         )
         return output if return_dict else output.to_tuple()
 
-    def _decoder_prompt(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None,
-                        attention_mask: torch.Tensor | None, decoder_input_ids: torch.Tensor | None,
+    def _decoder_prompt(self, inputs: GenerationInputs,
                         generation_config: GenerationConfig) -> tuple[torch.Tensor, None]:
         """The decoder's first tokens (batch, prompt_length): the start token (the call's, else the model's), then
         decoder_input_ids if given. The encoder input is input_ids (batch, length) or inputs_embeds (batch, length,
-        d_model)."""
-        if inputs_embeds is None:
-            check_encoder_input(input_ids, attention_mask, self.config)
-        else:
-            self._check_inputs_embeds(inputs_embeds, attention_mask)
-        source = input_ids if inputs_embeds is None else inputs_embeds
+        d_model), or its precomputed output encoder_hidden (batch, source_length, d_model) is given."""
+        source = self._encoder_source(inputs)
         start = decoder_start_token(self.config, generation_config)
         first = torch.full((source.shape[0], 1), start, dtype=torch.long, device=source.device)
+        decoder_input_ids = inputs.decoder_input_ids
         if decoder_input_ids is None:
             return first, None
         if bool((decoder_input_ids[:, 0] != start).all()):
             decoder_input_ids = torch.cat([first, decoder_input_ids], dim=1)
         return decoder_input_ids, None
+
+    def _encoder_source(self, inputs: GenerationInputs) -> torch.Tensor:
+        """The precomputed encoder output, else the encoder input, after checking them; a ValueError names the
+        problem."""
+        if inputs.input_ids is not None and inputs.inputs_embeds is not None:
+            raise ValueError("generate() takes the encoder input as input_ids or as inputs_embeds, not both: pass "
+                             "exactly one of them")
+        if inputs.encoder_hidden is not None:
+            self._check_encoder_hidden(inputs)
+            return inputs.encoder_hidden
+        if inputs.inputs_embeds is None:
+            check_encoder_input(inputs.input_ids, inputs.attention_mask, self.config)
+            return inputs.input_ids
+        self._check_inputs_embeds(inputs.inputs_embeds, inputs.attention_mask)
+        return inputs.inputs_embeds
 
     def _check_inputs_embeds(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
         """Raise a ValueError naming the problem when the encoder cannot take these embeddings."""
@@ -243,10 +254,33 @@ class BigBirdPegasusForConditionalGeneration(BigBirdPegasusPreTrainedModel, Gene
                              f"{weight.dtype}: convert them with inputs_embeds.to({weight.dtype})")
         check_encoder_input(inputs_embeds[..., 0], attention_mask, self.config)
 
-    def _decode_step(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None,
-                     attention_mask: torch.Tensor | None, group: int, max_length: int) -> Seq2SeqDecodeStep:
-        encoder_hidden = self.model.encoder(input_ids, attention_mask, inputs_embeds).last_hidden_state
-        return Seq2SeqDecodeStep(self, encoder_hidden, attention_mask, group, max_length)
+    def _check_encoder_hidden(self, inputs: GenerationInputs) -> None:
+        """Raise a ValueError naming the problem unless encoder_hidden can stand for this model's encoder output on
+        the call's batch (that of input_ids or inputs_embeds, when given too) with its attention_mask."""
+        hidden, mask, weight = inputs.encoder_hidden, inputs.attention_mask, self.model.shared.weight
+        if hidden.dim() != 3 or hidden.shape[-1] != self.config.d_model or 0 in hidden.shape[:2]:
+            raise ValueError(f"encoder_outputs' last_hidden_state must have shape (batch, source_length, "
+                             f"d_model={self.config.d_model}), got {tuple(hidden.shape)}: pass this model's encoder "
+                             "output")
+        if hidden.dtype != weight.dtype:
+            raise ValueError(f"encoder_outputs' last_hidden_state has dtype {hidden.dtype} but the model's weights are "
+                             f"{weight.dtype}: convert it with .to({weight.dtype})")
+        if mask is not None and tuple(mask.shape) != tuple(hidden.shape[:2]):
+            raise ValueError(f"attention_mask has shape {tuple(mask.shape)} but encoder_outputs' last_hidden_state "
+                             f"covers (batch, source_length) = {tuple(hidden.shape[:2])}: pass the encoder input's "
+                             "attention_mask")
+        given = inputs.input_ids if inputs.input_ids is not None else inputs.inputs_embeds
+        if given is not None and given.shape[0] != hidden.shape[0]:
+            name = "input_ids" if inputs.input_ids is not None else "inputs_embeds"
+            raise ValueError(f"{name} holds {given.shape[0]} input(s) but encoder_outputs {hidden.shape[0]}: pass the "
+                             f"encoder output of these inputs, or encoder_outputs without {name}")
+
+    def _decode_step(self, inputs: GenerationInputs, group: int, max_length: int) -> Seq2SeqDecodeStep:
+        encoder_hidden = inputs.encoder_hidden
+        if encoder_hidden is None:
+            encoder_hidden = self.model.encoder(inputs.input_ids, inputs.attention_mask,
+                                                inputs.inputs_embeds).last_hidden_state
+        return Seq2SeqDecodeStep(self, encoder_hidden, inputs.attention_mask, group, max_length)
 
 
 class Seq2SeqDecodeStep:
@@ -492,34 +526,44 @@ class BigBirdPegasusForCausalLM(BigBirdPegasusPreTrainedModel, GenerationMixin):
         )
         return output if return_dict else output.to_tuple()
 
-    def _decoder_prompt(self, input_ids: torch.Tensor | None, inputs_embeds: torch.Tensor | None,
-                        attention_mask: torch.Tensor | None, decoder_input_ids: torch.Tensor | None,
+    def _decoder_prompt(self, inputs: GenerationInputs,
                         generation_config: GenerationConfig) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The prompt input_ids (batch, length), and the number of left-padding tokens of each row (batch,)
-        when there is an attention_mask."""
-        return input_ids, causal_prompt_padding(input_ids, inputs_embeds, attention_mask, decoder_input_ids)
+        """The sequences' prompt tokens (batch, length), (batch, 0) for a prompt given as inputs_embeds alone, and
+        the number of left-padding positions of each row (batch,) when there is an attention_mask."""
+        return causal_prompt(inputs, self.config.d_model, self.get_input_embeddings().weight.dtype)
 
-    def _decode_step(self, input_ids: torch.Tensor, inputs_embeds: None, attention_mask: torch.Tensor | None,
-                     group: int, max_length: int) -> CausalDecodeStep:
+    def _decode_step(self, inputs: GenerationInputs, group: int, max_length: int) -> CausalDecodeStep:
+        attention_mask, prompt_embeds = inputs.attention_mask, inputs.inputs_embeds
         if attention_mask is not None:
             attention_mask = attention_mask.repeat_interleave(group, dim=0)
-        return CausalDecodeStep(self, attention_mask, max_length)
+        if prompt_embeds is not None:
+            prompt_embeds = prompt_embeds.repeat_interleave(group, dim=0)
+        return CausalDecodeStep(self, attention_mask, max_length, prompt_embeds)
 
 
 class CausalDecodeStep:
-    """Decoding state of one `generate()` call of the causal LM: the cache and the growing attention mask."""
+    """Decoding state of one `generate()` call of the causal LM: the cache and the growing attention mask.
 
-    def __init__(self, model: BigBirdPegasusForCausalLM, attention_mask: torch.Tensor | None,
-                 max_length: int) -> None:
+    prompt_embeds (rows, length, d_model), when given, are the first call's input instead of its tokens.
+    """
+
+    def __init__(self, model: BigBirdPegasusForCausalLM, attention_mask: torch.Tensor | None, max_length: int,
+                 prompt_embeds: torch.Tensor | None = None) -> None:
         self.model = model
         self.cache = DecoderCache(model.config.decoder_layers, capacity=max_length)
         self.attention_mask = attention_mask
+        self.prompt_embeds = prompt_embeds
         self.head = OutputHead(model.lm_head.weight, None, model._lm_head_half)
 
     def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.attention_mask is not None and self.cache.get_seq_length() > 0:
             self.attention_mask = F.pad(self.attention_mask, (0, tokens.shape[1]), value=1)
-        return self.model.model.decoder.decode(tokens, None, None, self.cache, self.attention_mask)[:, -1]
+        decoder = self.model.model.decoder
+        if self.prompt_embeds is None:
+            return decoder.decode(tokens, None, None, self.cache, self.attention_mask)[:, -1]
+        embeds, self.prompt_embeds = self.prompt_embeds, None
+        return decoder(attention_mask=self.attention_mask, past_key_values=self.cache, inputs_embeds=embeds,
+                       use_cache=True).last_hidden_state[:, -1]
 
     def reorder(self, rows: torch.Tensor) -> None:
         self.cache.reorder(rows)
