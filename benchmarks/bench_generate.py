@@ -8,7 +8,8 @@ A random model of bigbird-pegasus-large's width and vocabulary (d_model 1024, 16
   checked to give identical tokens;
 - per-token decoder cost = (generate - encoder) / new tokens.
 
-Prints a markdown table of median wall seconds, tokens per second, the speed-up, and peak extra memory
+Each comparison runs ours and Transformers in turn (ours, theirs, ours, ...) so that a drift in the machine's speed
+hits both alike. Prints a markdown table of median wall seconds, tokens per second, the speed-up, and peak extra memory
 (resident set size high-water mark above the level before the first call, /proc/self/status).
 
     python benchmarks/bench_generate.py                       # 2+2 layers, 64 new tokens, 3 repeats
@@ -19,26 +20,11 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import tempfile
-import time
 import warnings
 
 import torch
-from peak_memory import peak_baseline, peak_extra_mb
-
-
-def measure(call, repeats: int):
-    """(median wall seconds, peak extra GB of the first call, result of the last call)."""
-    baseline = peak_baseline()
-    times = []
-    for i in range(repeats):
-        start = time.perf_counter()
-        result = call()
-        times.append(time.perf_counter() - start)
-        if i == 0:
-            peak = peak_extra_mb(baseline) / 1024
-    return statistics.median(times), peak, result
+from interleaved import measure_interleaved
 
 
 def main() -> None:
@@ -76,24 +62,24 @@ def main() -> None:
           "| ours peak (GB) | Transformers peak (GB) | same tokens |")
     print("|---|---|---|---|---|---|---|---|---|")
     with torch.no_grad():
-        encoder_time = {}
-        for who, model in (("ours", ours), ("theirs", theirs)):
-            encoder = model.get_encoder()
-            encoder_time[who] = measure(lambda: encoder(input_ids=input_ids).last_hidden_state, args.repeats)
+        encoders = {"ours": ours.get_encoder(), "theirs": theirs.get_encoder()}
+        encoder_time = measure_interleaved(
+            {who: (lambda e=e: e(input_ids=input_ids).last_hidden_state) for who, e in encoders.items()},
+            args.repeats)
         a, b = encoder_time["ours"], encoder_time["theirs"]
-        same = torch.allclose(a[2], b[2], atol=1e-4)
-        print(f"| encoder pass | {a[0]:.3f} | {b[0]:.3f} | {b[0] / a[0]:.2f} | | | {a[1]:.2f} | {b[1]:.2f} "
-              f"| outputs within 1e-4: {same} |")
+        same = torch.allclose(a.result, b.result, atol=1e-4)
+        print(f"| encoder pass | {a.wall:.3f} | {b.wall:.3f} | {b.wall / a.wall:.2f} | | | {a.peak_gb:.2f} "
+              f"| {b.peak_gb:.2f} | outputs within 1e-4: {same} |")
         per_token = {}
         for name, search in searches.items():
             settings = dict(max_new_tokens=n, min_new_tokens=n, **search)
-            result = {who: measure(lambda: model.generate(input_ids, **settings), args.repeats)
-                      for who, model in (("ours", ours), ("theirs", theirs))}
+            result = measure_interleaved({who: (lambda m=model: m.generate(input_ids, **settings))
+                                          for who, model in (("ours", ours), ("theirs", theirs))}, args.repeats)
             a, b = result["ours"], result["theirs"]
-            same = a[2].shape == b[2].shape and torch.equal(a[2], b[2])
-            print(f"| {name}, {n} tokens | {a[0]:.3f} | {b[0]:.3f} | {b[0] / a[0]:.2f} | {n / a[0]:.1f} "
-                  f"| {n / b[0]:.1f} | {a[1]:.2f} | {b[1]:.2f} | {same} |")
-            per_token[name] = [(result[w][0] - encoder_time[w][0]) / n * 1000 for w in ("ours", "theirs")]
+            same = a.result.shape == b.result.shape and torch.equal(a.result, b.result)
+            print(f"| {name}, {n} tokens | {a.wall:.3f} | {b.wall:.3f} | {b.wall / a.wall:.2f} | {n / a.wall:.1f} "
+                  f"| {n / b.wall:.1f} | {a.peak_gb:.2f} | {b.peak_gb:.2f} | {same} |")
+            per_token[name] = [(result[w].wall - encoder_time[w].wall) / n * 1000 for w in ("ours", "theirs")]
         for name, (a, b) in per_token.items():
             print(f"| {name}: decoder per token (ms) | {a:.1f} | {b:.1f} | {b / a:.2f} | | | | | |")
 

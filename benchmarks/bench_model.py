@@ -1,7 +1,8 @@
 """Whole-model benchmark, bigbird-roberta-base shape: ours vs Transformers 5.23 in the same process.
 
 Forward (eval, batch 1, block-sparse) at several lengths and a training step (forward + backward) at
-4096; prints a markdown table of median wall and process-CPU seconds, the speed-ups, peak extra memory
+4096, ours and Transformers run in turn (theirs, ours, theirs, ...) so that a drift in the machine's speed hits
+both alike; prints a markdown table of median wall and process-CPU seconds, the speed-ups, peak extra memory
 (resident set size high-water mark above the level before the call, from /proc/self/status) and the
 fraction of the machine's fp32 matmul peak (measured at start) that the model's useful FLOPs reach.
 
@@ -13,32 +14,16 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
 import tempfile
 import time
 import warnings
 
 import torch
-from peak_memory import peak_baseline, peak_extra_mb
+from interleaved import measure_interleaved
 
 import bigbird
 from bigbird.attention import sparse_attention_fits
 from bigbird.ops.layout import block_plan
-
-
-def measure(call, repeats: int) -> tuple[float, float, float]:
-    """Median wall seconds and median process CPU seconds over `repeats` calls, and the peak extra memory (GB)
-    of the first call. CPU seconds (all threads) are the steadier number on a shared machine."""
-    baseline = peak_baseline()
-    wall, cpu = [], []
-    for i in range(repeats):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        call()
-        wall.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-        if i == 0:
-            peak = peak_extra_mb(baseline) / 1024
-    return statistics.median(wall), statistics.median(cpu), peak
 
 
 def matmul_peak_gflops() -> float:
@@ -98,13 +83,10 @@ def main() -> None:
 
     for length in args.lengths:
         ids = torch.randint(5, 30000, (1, length), generator=torch.Generator().manual_seed(length))
-        results = {}
         with torch.inference_mode():
-            for name, model in (("theirs", theirs), ("ours", ours)):
-                outputs = []
-                results[name] = measure(lambda: outputs.append(model(ids).last_hidden_state), args.repeats)
-                results[name + "_out"] = outputs[0]
-        diff = (results["theirs_out"] - results["ours_out"]).abs().max().item()
+            results = measure_interleaved({name: (lambda m=model: m(ids).last_hidden_state)
+                                           for name, model in (("theirs", theirs), ("ours", ours))}, args.repeats)
+        diff = (results["theirs"].result - results["ours"].result).abs().max().item()
         flops = forward_gflops(ours.config, length, ours.config.num_hidden_layers)
         row(f"forward, {ours.config.num_hidden_layers} layers", length, results, flops, peak, diff)
 
@@ -118,18 +100,18 @@ def main() -> None:
             their_small.save_pretrained(directory)
             our_small = bigbird.BigBirdModel.from_pretrained(directory).train()
         ids = torch.randint(5, 30000, (1, args.train_length), generator=torch.Generator().manual_seed(1))
-        results = {}
-        for name, model in (("theirs", their_small), ("ours", our_small)):
-            def step(model=model):
-                model.zero_grad(set_to_none=True)
-                model(ids).last_hidden_state.square().mean().backward()
-            results[name] = measure(step, args.repeats)
+        def step(model):
+            model.zero_grad(set_to_none=True)
+            model(ids).last_hidden_state.square().mean().backward()
+
+        results = measure_interleaved({name: (lambda m=model: step(m))
+                                       for name, model in (("theirs", their_small), ("ours", our_small))}, args.repeats)
         flops = 3 * forward_gflops(our_small.config, args.train_length, layers)
         row(f"training step, {layers} layers", args.train_length, results, flops, peak, None)
 
 
 def row(run: str, length: int, results: dict, gflops: float, peak: float, diff: float | None) -> None:
-    (wall_theirs, cpu_theirs, mem_theirs), (wall_ours, cpu_ours, mem_ours) = results["theirs"], results["ours"]
+    (wall_theirs, cpu_theirs, mem_theirs, _), (wall_ours, cpu_ours, mem_ours, _) = results["theirs"], results["ours"]
     shown = "" if diff is None else f"{diff:.1e}"
     print(f"| {run} | {length} | {wall_theirs:.2f} | {wall_ours:.2f} | {wall_theirs / wall_ours:.2f}x | "
           f"{cpu_theirs:.2f} | {cpu_ours:.2f} | {cpu_theirs / cpu_ours:.2f}x | {mem_theirs:.2f} | {mem_ours:.2f} | "

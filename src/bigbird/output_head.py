@@ -33,7 +33,7 @@ import torch
 SCREENED_ROWS = 4
 # When more than this share of the vocabulary needs exact logits, computing all of them is as cheap.
 FALLBACK_SHARE = 1 / 16
-ROWS_PER_CHUNK = 8192
+ROWS_PER_CHUNK = 8192  # vocabulary rows per part of the copy: bounds the float32 read-back of the rounded rows
 FLOAT16_MAX = 65504.0
 
 
@@ -47,15 +47,15 @@ def _fbgemm_float16_available() -> bool:
 
 class HalfCopy:
     """A float16 copy of a (vocab, d) float32 weight, its product with hidden states, and the row norms the bound
-    needs (each (vocab,)).
+    needs: `norms` (3, vocab) holds |w - w^|, |w^| and |w| for every row w.
 
     packed: hold the copy in fbgemm's packed float16 layout (x86), whose product takes the hidden states in
     float32 and accumulates in float32, at about 60% of the time PyTorch's float16 product takes (which converts
     on the fly); otherwise a float16 tensor, multiplied by float16 hidden states.
     """
 
-    def __init__(self, weight: torch.Tensor, packed: bool | None = None) -> None:
-        self.packed = _fbgemm_float16_available() if packed is None else packed
+    def __init__(self, weight: torch.Tensor, packed: bool) -> None:
+        self.packed = packed
         low, high = weight.aminmax()
         self.finite = bool(-FLOAT16_MAX <= low) and bool(high <= FLOAT16_MAX)  # no infinities in float16
         self.parts: list = []
@@ -72,11 +72,8 @@ class HalfCopy:
             residual.append((rows - rounded).norm(dim=1))
             half.append(rounded.norm(dim=1))
             full.append(rows.norm(dim=1))
-            del rounded
         if self.finite:
-            self.residual_norm = torch.cat(residual)
-            self.half_norm = torch.cat(half)
-            self.norm = torch.cat(full)
+            self.norms = torch.stack([torch.cat(residual), torch.cat(half), torch.cat(full)])
 
     def product(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """hidden (rows, d) float32 -> (copy @ hidden', rows x vocab float32; hidden', the hidden states as the
@@ -185,16 +182,16 @@ def approximate_logits(hidden: torch.Tensor, half: HalfCopy,
     if not (torch.isfinite(rounded).all() and torch.isfinite(approx).all()):
         return None
     size = hidden.shape[1]
-    gamma = size * 2.0**-24 / (1 - size * 2.0**-24)
-    hidden_norm = hidden.norm(dim=1, keepdim=True)
-    hidden_error = (hidden - rounded).norm(dim=1, keepdim=True)
-    margin = (half.residual_norm * hidden_norm
-              + half.half_norm * (hidden_error + gamma * rounded.norm(dim=1, keepdim=True))
-              + half.norm * (gamma * hidden_norm))
-    magnitude = approx.abs()
+    gamma = (size + 1) * 2.0**-24 / (1 - (size + 1) * 2.0**-24)  # d products and the bias, summed in float32
+    # Rounding the product to float16 (PyTorch's), or to float32 (fbgemm's), and adding the bias to it.
+    output_rounding = 2.0**-10 if not half.packed else 2.0**-22
+    hidden_norm, rounded_norm = hidden.norm(dim=1), rounded.norm(dim=1)
+    coefficients = torch.stack([hidden_norm,
+                                (hidden - rounded).norm(dim=1) + (gamma + output_rounding) * rounded_norm,
+                                gamma * hidden_norm], dim=1)
+    # 2^-24 covers float16 products so small that they round to subnormals; 1% covers the rounding of the margin.
+    floor = torch.tensor(2.0**-24) if bias is None else (gamma + 2.0**-23) * bias.abs() + 2.0**-24
+    margin = torch.addmm(floor, coefficients, half.norms, alpha=1.01, beta=1.01)
     if bias is not None:
         approx = approx + bias
-        magnitude = magnitude + bias.abs()
-    # 1% and 2^-10 of the logits' size cover the float16 and float32 roundings with room for the rounding of these
-    # very sums; 2^-24 covers float16 products so small that they round to subnormals.
-    return approx, 1.01 * margin + 2.0**-10 * magnitude + 2.0**-24
+    return approx, margin
