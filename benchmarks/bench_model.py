@@ -90,6 +90,7 @@ def main() -> None:
         flops = forward_gflops(ours.config, length, ours.config.num_hidden_layers)
         row(f"forward, {ours.config.num_hidden_layers} layers", length, results, flops, peak, diff)
 
+    del theirs, ours  # the training step runs in a process holding only its own two models
     if args.train_length:
         layers = args.train_layers
         config = dict(shape, num_hidden_layers=layers)
