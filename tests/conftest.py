@@ -5,8 +5,17 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 import pytest
 import torch
+from pegasus_oracle import save_tiny
 
 
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def seq2seq_dir(tmp_path_factory):
+    """A tiny BigBird-Pegasus generation checkpoint (with biases) saved by Transformers, for the generate tests."""
+    directory = tmp_path_factory.mktemp("seq2seq")
+    save_tiny("BigBirdPegasusForConditionalGeneration", directory, use_bias=True)
+    return directory

@@ -15,13 +15,6 @@ CAUSAL = "BigBirdPegasusForCausalLM"
 
 
 @pytest.fixture(scope="module")
-def seq2seq_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("seq2seq")
-    save_tiny(SEQ2SEQ, directory, use_bias=True)
-    return directory
-
-
-@pytest.fixture(scope="module")
 def causal_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("causal")
     save_tiny(CAUSAL, directory)

@@ -21,13 +21,6 @@ BIGBIRD = "BigBirdForCausalLM"
 
 
 @pytest.fixture(scope="module")
-def seq2seq_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("seq2seq")
-    save_tiny(SEQ2SEQ, directory, use_bias=True)
-    return directory
-
-
-@pytest.fixture(scope="module")
 def causal_dirs(tmp_path_factory):
     """Both decoder-only models, saved by Transformers: {class name: directory}."""
     pegasus = tmp_path_factory.mktemp("pegasus-causal")
