@@ -49,6 +49,12 @@ class GenerationInputs:
     decoder_input_ids: torch.Tensor | None = None
     encoder_hidden: torch.Tensor | None = None
 
+    def repeated_rows(self, group: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """attention_mask and inputs_embeds with every row repeated `group` times (its beams or returned
+        sequences), for a decoder-only model's decode step."""
+        return tuple(None if x is None else x.repeat_interleave(group, dim=0)
+                     for x in (self.attention_mask, self.inputs_embeds))
+
 
 class DecodeStep(Protocol):
     head: OutputHead
@@ -311,6 +317,16 @@ def inferred_attention_mask(input_ids: torch.Tensor | None, settings: Generation
     return (input_ids != pad).long()
 
 
+def check_embeddings(tensor: torch.Tensor, name: str, shape: str, width: int, dtype: torch.dtype) -> None:
+    """Raise a ValueError unless `tensor`, the argument called `name`, is 3-D with last dimension `width` (the
+    message spells the expected shape as `shape`) and of the model's `dtype`."""
+    if tensor.dim() != 3 or tensor.shape[-1] != width:
+        raise ValueError(f"{name} must have shape {shape}, got {tuple(tensor.shape)}")
+    if tensor.dtype != dtype:
+        raise ValueError(f"{name} has dtype {tensor.dtype} but the model's weights are {dtype}: convert it with "
+                         f"{name}.to({dtype})")
+
+
 def causal_prompt(inputs: GenerationInputs, hidden_size: int,
                   dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Check the prompt of a decoder-only model: input_ids (batch, length), inputs_embeds (batch, length,
@@ -325,12 +341,7 @@ def causal_prompt(inputs: GenerationInputs, hidden_size: int,
     if inputs.decoder_input_ids is not None:
         raise ValueError("a decoder-only model has no decoder_input_ids: its prompt is input_ids")
     if embeds is not None:
-        if embeds.dim() != 3 or embeds.shape[-1] != hidden_size:
-            raise ValueError(f"inputs_embeds must have shape (batch, length, {hidden_size}), got "
-                             f"{tuple(embeds.shape)}")
-        if embeds.dtype != dtype:
-            raise ValueError(f"inputs_embeds has dtype {embeds.dtype} but the model's embeddings are {dtype}: "
-                             f"convert them with inputs_embeds.to({dtype})")
+        check_embeddings(embeds, "inputs_embeds", f"(batch, length, {hidden_size})", hidden_size, dtype)
         if ids is not None and tuple(ids.shape) != tuple(embeds.shape[:2]):
             raise ValueError(f"input_ids has shape {tuple(ids.shape)} but inputs_embeds cover (batch, length) = "
                              f"{tuple(embeds.shape[:2])}: pass the tokens of the embedded prompt, or inputs_embeds "

@@ -386,11 +386,7 @@ class BigBirdForCausalLM(BigBirdPreTrainedModel, GenerationMixin):
         return prompt, padding
 
     def _decode_step(self, inputs: GenerationInputs, group: int, max_length: int) -> BigBirdCausalDecodeStep:
-        attention_mask, prompt_embeds = inputs.attention_mask, inputs.inputs_embeds
-        if attention_mask is not None:
-            attention_mask = attention_mask.repeat_interleave(group, dim=0)
-        if prompt_embeds is not None:
-            prompt_embeds = prompt_embeds.repeat_interleave(group, dim=0)
+        attention_mask, prompt_embeds = inputs.repeated_rows(group)
         return BigBirdCausalDecodeStep(self, attention_mask, prompt_embeds)
 
 

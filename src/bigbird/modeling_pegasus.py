@@ -16,7 +16,7 @@ from torch import nn
 from .checkpoint import KeyTable
 from .config import BigBirdPegasusConfig
 from .decoder_attention import DecoderCache, additive_mask
-from .generation import GenerationInputs, GenerationMixin, causal_prompt
+from .generation import GenerationInputs, GenerationMixin, causal_prompt, check_embeddings
 from .generation_config import GenerationConfig
 from .modeling_pegasus_decoder import PegasusDecoder, ScaledEmbedding
 from .modeling_pegasus_encoder import PegasusEncoder, check_encoder_input
@@ -245,28 +245,22 @@ class BigBirdPegasusForConditionalGeneration(BigBirdPegasusPreTrainedModel, Gene
 
     def _check_inputs_embeds(self, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
         """Raise a ValueError naming the problem when the encoder cannot take these embeddings."""
-        weight = self.model.shared.weight
-        if inputs_embeds.dim() != 3 or inputs_embeds.shape[-1] != self.config.d_model:
-            raise ValueError(f"inputs_embeds must have shape (batch, length, d_model={self.config.d_model}), got "
-                             f"{tuple(inputs_embeds.shape)}")
-        if inputs_embeds.dtype != weight.dtype:
-            raise ValueError(f"inputs_embeds has dtype {inputs_embeds.dtype} but the model's weights are "
-                             f"{weight.dtype}: convert them with inputs_embeds.to({weight.dtype})")
+        width = self.config.d_model
+        check_embeddings(inputs_embeds, "inputs_embeds", f"(batch, length, d_model={width})", width,
+                         self.model.shared.weight.dtype)
         check_encoder_input(inputs_embeds[..., 0], attention_mask, self.config)
 
     def _check_encoder_hidden(self, inputs: GenerationInputs) -> None:
         """Raise a ValueError naming the problem unless encoder_hidden can stand for this model's encoder output on
         the call's batch (that of input_ids or inputs_embeds, when given too) with its attention_mask."""
-        hidden, mask, weight = inputs.encoder_hidden, inputs.attention_mask, self.model.shared.weight
-        if hidden.dim() != 3 or hidden.shape[-1] != self.config.d_model or 0 in hidden.shape[:2]:
-            raise ValueError(f"encoder_outputs' last_hidden_state must have shape (batch, source_length, "
-                             f"d_model={self.config.d_model}), got {tuple(hidden.shape)}: pass this model's encoder "
-                             "output")
-        if hidden.dtype != weight.dtype:
-            raise ValueError(f"encoder_outputs' last_hidden_state has dtype {hidden.dtype} but the model's weights are "
-                             f"{weight.dtype}: convert it with .to({weight.dtype})")
+        hidden, mask, width = inputs.encoder_hidden, inputs.attention_mask, self.config.d_model
+        shape = f"(batch, source_length, d_model={width})"
+        check_embeddings(hidden, "encoder_outputs.last_hidden_state", shape, width, self.model.shared.weight.dtype)
+        if 0 in hidden.shape[:2]:
+            raise ValueError(f"encoder_outputs.last_hidden_state must be a non-empty {shape}, got "
+                             f"{tuple(hidden.shape)}: pass this model's encoder output of the inputs")
         if mask is not None and tuple(mask.shape) != tuple(hidden.shape[:2]):
-            raise ValueError(f"attention_mask has shape {tuple(mask.shape)} but encoder_outputs' last_hidden_state "
+            raise ValueError(f"attention_mask has shape {tuple(mask.shape)} but encoder_outputs.last_hidden_state "
                              f"covers (batch, source_length) = {tuple(hidden.shape[:2])}: pass the encoder input's "
                              "attention_mask")
         given = inputs.input_ids if inputs.input_ids is not None else inputs.inputs_embeds
@@ -533,11 +527,7 @@ class BigBirdPegasusForCausalLM(BigBirdPegasusPreTrainedModel, GenerationMixin):
         return causal_prompt(inputs, self.config.d_model, self.get_input_embeddings().weight.dtype)
 
     def _decode_step(self, inputs: GenerationInputs, group: int, max_length: int) -> CausalDecodeStep:
-        attention_mask, prompt_embeds = inputs.attention_mask, inputs.inputs_embeds
-        if attention_mask is not None:
-            attention_mask = attention_mask.repeat_interleave(group, dim=0)
-        if prompt_embeds is not None:
-            prompt_embeds = prompt_embeds.repeat_interleave(group, dim=0)
+        attention_mask, prompt_embeds = inputs.repeated_rows(group)
         return CausalDecodeStep(self, attention_mask, max_length, prompt_embeds)
 
 
