@@ -18,6 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from .ops.block_sparse import block_sparse_attention
 from .ops.layout import block_plan
@@ -148,8 +149,7 @@ class SelfAttention(nn.Module):
         projections = (self.q_proj, self.k_proj, self.v_proj)
         weight = torch.cat([proj.weight for proj in projections])
         bias = None if self.q_proj.bias is None else torch.cat([proj.bias for proj in projections])
-        qkv = F.linear(hidden_states, weight, bias).unflatten(-1, (3, self.num_heads, self.head_dim))
-        return qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        return _SplitHeads.apply(F.linear(hidden_states, weight, bias), self.num_heads)
 
     def _block_sparse(self, q, k, v, masks: AttentionMasks, output_attentions: bool):
         plan = block_plan(q.shape[2], self.block_size, self.num_random_blocks, self.num_heads, seed=self.layer_idx,
@@ -166,3 +166,26 @@ class SelfAttention(nn.Module):
             scores = scores + masks.additive_mask
         probs = scores.softmax(dim=-1)
         return F.dropout(probs, dropout, self.training) @ v, probs
+
+
+class _SplitHeads(torch.autograd.Function):
+    """(batch, length, 3 * hidden) -> q, k, v views (batch, heads, length, head_dim); the backward writes the three
+    gradients into one buffer of the fused layout (autograd's own route stacks them, then copies the stack)."""
+
+    @staticmethod
+    def forward(ctx, qkv: torch.Tensor, heads: int):
+        return qkv.unflatten(-1, (3, heads, -1)).permute(2, 0, 3, 1, 4).unbind(0)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, *grads):
+        like = next(g for g in grads if g is not None)
+        batch, heads, length, head_dim = like.shape
+        fused = like.new_empty(batch, length, 3, heads, head_dim)
+        for index, grad in enumerate(grads):
+            target = fused[:, :, index]
+            if grad is None:
+                target.zero_()
+            else:
+                target.copy_(grad.transpose(1, 2))
+        return fused.flatten(2), None

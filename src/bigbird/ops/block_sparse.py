@@ -212,6 +212,8 @@ class _CpuBlockSparse(torch.autograd.Function):
         q, k, v = (x if x.stride(-1) == 1 else x.contiguous() for x in (q, k, v))
         if parts.has_extra:  # random blocks are gathered as rows of a flat (blocks, bs * head_dim) view
             k, v = k.contiguous(), v.contiguous()
+        if any(ctx.needs_input_grad[:3]):  # saved contiguous for the backward kernel; frees views' fused storage
+            q, k, v = q.contiguous(), k.contiguous(), v.contiguous()
         bs = parts.bs
         out = torch.empty_like(q)
         global_q = torch.cat([q[:, :bs], q[:, -bs:]], dim=1)[:, None]
@@ -242,7 +244,6 @@ class _CpuBlockSparse(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad):
         q, k, v, out, lse, global_lse, global_mask, query_mask = ctx.saved_tensors
-        q, k, v = q.contiguous(), k.contiguous(), v.contiguous()  # the backward kernel copies other layouts per call
         parts = ctx.parts
         bs, n = parts.bs, parts.n
         if query_mask is not None:
