@@ -18,7 +18,6 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.autograd.function import once_differentiable
 
 from .ops.block_sparse import block_sparse_attention
 from .ops.layout import block_plan
@@ -177,7 +176,6 @@ class _SplitHeads(torch.autograd.Function):
         return qkv.unflatten(-1, (3, heads, -1)).permute(2, 0, 3, 1, 4).unbind(0)
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, *grads):
         like = next(g for g in grads if g is not None)
         batch, heads, length, head_dim = like.shape
