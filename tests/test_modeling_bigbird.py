@@ -85,6 +85,24 @@ def test_attention_probabilities_match_transformers(attention_type, training, tm
     assert_outputs_close(expected, got, 150)
 
 
+def test_a_loss_on_the_attention_probabilities_alone_backpropagates_as_in_transformers(tmp_path):
+    # The values get no gradient from such a loss: the fused q/k/v projection's backward must fill that third.
+    theirs, ours = pair("BigBirdModel", tmp_path, attention_type="original_full")
+    inputs = batch("BigBirdModel", 40)
+    grads = []
+    for model, prefix in ((theirs, "encoder.layer.0.attention.self."), (ours, "layers.0.attn.")):
+        embeds = _embeds(model, inputs)
+        out = model(inputs_embeds=embeds, attention_mask=inputs["attention_mask"], output_attentions=True)
+        out.attentions[0].square().sum().backward()
+        weights = dict(model.named_parameters())
+        value = weights[prefix + ("value" if model is theirs else "v_proj") + ".weight"].grad
+        assert value is None or not value.any()
+        grads.append((embeds.grad, weights[prefix + ("query" if model is theirs else "q_proj") + ".weight"].grad))
+    assert grads[1][0].abs().sum() > 0
+    for expected, got in zip(*grads):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
 def test_block_sparse_probabilities_sum_to_one_with_duplicates_counted(training, tmp_path):
     _, ours = pair("BigBirdModel", tmp_path)

@@ -176,14 +176,9 @@ class _SplitHeads(torch.autograd.Function):
         return qkv.unflatten(-1, (3, heads, -1)).permute(2, 0, 3, 1, 4).unbind(0)
 
     @staticmethod
-    def backward(ctx, *grads):
-        like = next(g for g in grads if g is not None)
-        batch, heads, length, head_dim = like.shape
-        fused = like.new_empty(batch, length, 3, heads, head_dim)
+    def backward(ctx, *grads):  # an unused output's gradient arrives as zeros (materialized by autograd)
+        batch, heads, length, head_dim = grads[0].shape
+        fused = grads[0].new_empty(batch, length, 3, heads, head_dim)
         for index, grad in enumerate(grads):
-            target = fused[:, :, index]
-            if grad is None:
-                target.zero_()
-            else:
-                target.copy_(grad.transpose(1, 2))
+            fused[:, :, index].copy_(grad.transpose(1, 2))
         return fused.flatten(2), None
