@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 import bigbird
 from bigbird.checkpoint import to_transformers_state_dict
 from bigbird.decoder_attention import DecoderCache
+from dropout_checks import assert_same_dropout_draws
 from pegasus_oracle import (BOUND, CLASS_NAMES, TINY, assert_outputs_close, encoder_batch, inputs_for, labels_for,
                             ours, save_tiny, theirs)
 
@@ -71,20 +72,8 @@ def test_every_class_matches_transformers_in_train_mode_with_gradients(name, len
 def test_dropout_draws_the_masks_transformers_draws_under_the_same_seed(name, tmp_path):
     """All three dropouts on (hidden, attention, activation): the same seed gives Transformers' loss and gradients."""
     save_tiny(name, tmp_path, dropout=0.2, attention_dropout=0.2, activation_dropout=0.2)
-    hf, model = theirs(name, tmp_path).train(), ours(name, tmp_path).train()
     inputs = {**inputs_for(name, BOUND + 3), **labels_for(name, inputs_for(name, BOUND + 3))}
-
-    def run(module, seed):
-        module.zero_grad()
-        torch.manual_seed(seed)
-        loss = scalar(module(**inputs))
-        loss.backward()
-        return loss.detach(), module.get_input_embeddings().weight.grad
-
-    expected, got = run(hf, 3), run(model, 3)
-    torch.testing.assert_close(got[0], expected[0], atol=1e-5, rtol=0)
-    torch.testing.assert_close(got[1], expected[1], atol=1e-5, rtol=1e-5)
-    assert not torch.allclose(run(model, 4)[0], got[0], atol=1e-5, rtol=0)  # the masks do depend on the seed
+    assert_same_dropout_draws(theirs(name, tmp_path), ours(name, tmp_path), lambda model: scalar(model(**inputs)))
 
 
 def scalar(output) -> torch.Tensor:
