@@ -19,3 +19,11 @@ def seq2seq_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("seq2seq")
     save_tiny("BigBirdPegasusForConditionalGeneration", directory, use_bias=True)
     return directory
+
+
+@pytest.fixture(scope="session")
+def causal_dir(tmp_path_factory):
+    """A tiny BigBird-Pegasus causal LM saved by Transformers, for the decoder-only generate tests."""
+    directory = tmp_path_factory.mktemp("causal")
+    save_tiny("BigBirdPegasusForCausalLM", directory)
+    return directory

@@ -14,13 +14,6 @@ SEQ2SEQ = "BigBirdPegasusForConditionalGeneration"
 CAUSAL = "BigBirdPegasusForCausalLM"
 
 
-@pytest.fixture(scope="module")
-def causal_dir(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("causal")
-    save_tiny(CAUSAL, directory)
-    return directory
-
-
 def batch(length: int) -> dict:
     return encoder_batch(length, batch_size=3, pad=6, seed=length)
 

@@ -13,7 +13,7 @@ import transformers
 import bigbird
 from bigbird_oracle import tiny_config
 from generation_checks import assert_sampling_matches_transformers
-from pegasus_oracle import EOS, encoder_batch, ours, save_tiny, theirs
+from pegasus_oracle import EOS, encoder_batch, ours, theirs
 
 SEQ2SEQ = "BigBirdPegasusForConditionalGeneration"
 CAUSAL = "BigBirdPegasusForCausalLM"
@@ -21,10 +21,8 @@ BIGBIRD = "BigBirdForCausalLM"
 
 
 @pytest.fixture(scope="module")
-def causal_dirs(tmp_path_factory):
+def causal_dirs(tmp_path_factory, causal_dir):
     """Both decoder-only models, saved by Transformers: {class name: directory}."""
-    pegasus = tmp_path_factory.mktemp("pegasus-causal")
-    save_tiny(CAUSAL, pegasus)
     bert = tmp_path_factory.mktemp("bigbird-causal")
     torch.manual_seed(0)
     model = transformers.BigBirdForCausalLM(tiny_config(is_decoder=True, attention_type="original_full",
@@ -32,7 +30,7 @@ def causal_dirs(tmp_path_factory):
     with torch.no_grad():
         model.cls.predictions.bias.normal_()
     model.save_pretrained(bert)
-    return {CAUSAL: pegasus, BIGBIRD: bert}
+    return {CAUSAL: causal_dir, BIGBIRD: bert}
 
 
 def theirs_any(name, directory):
