@@ -94,7 +94,7 @@ def test_a_loss_on_the_attention_probabilities_alone_backpropagates_as_in_transf
         grads.append((embeds.grad, weights[prefix + ("query" if model is theirs else "q_proj") + ".weight"].grad))
     assert grads[1][0].abs().sum() > 0
     for expected, got in zip(*grads):
-        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
