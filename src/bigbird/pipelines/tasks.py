@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import torch
 
-from .pipelines_common import TruncationWarning, as_list, check_top_k, length_sorted_batches, load, padded, truncated
-from .pipelines_qa import answer
+from .loading import TruncationWarning, as_list, check_top_k, length_sorted_batches, load, padded, truncated
+from .qa import answer
 
 __all__ = ["classify", "answer", "summarize", "fill_mask", "TruncationWarning"]
 

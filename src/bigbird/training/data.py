@@ -168,7 +168,7 @@ def tokenize(task: str, records: Sequence[Record], tokenizer, max_length: int, *
         targets = tokenizer([r.fields["summary"] for r in records], truncation=True,
                             max_length=max_target_length)["input_ids"]
         return [Feature(row, i, labels=target) for i, (row, target) in enumerate(zip(ids, targets))]
-    from .pipelines_qa import windows
+    from ..pipelines.qa import windows
 
     try:
         pieces = windows(tokenizer, [r.fields["question"] for r in records], [r.fields["context"] for r in records],

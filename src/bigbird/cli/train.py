@@ -88,9 +88,9 @@ def _add_options(sub, task: str) -> None:
 
 
 def run(args) -> int:
-    from .training_checkpoints import ResumeError
-    from .training_data import DataError
-    from .training_loop import TrainSettings, train
+    from ..training.run_state import ResumeError
+    from ..training.data import DataError
+    from ..training.loop import TrainSettings, train
 
     names = {field for field in TrainSettings.__dataclass_fields__}
     values = {key: value for key, value in vars(args).items() if key in names}

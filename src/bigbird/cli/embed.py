@@ -69,7 +69,7 @@ def _error(command: str, message: str) -> None:
 
 
 def _warm_start(args) -> int:
-    from .warm_start import warm_start
+    from ..warm_start import warm_start
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -87,7 +87,7 @@ def _warm_start(args) -> int:
 
 def _documents(command: str, args) -> tuple[list, list[str]] | None:
     """(ids, texts) of the readable, non-empty inputs; problems reported on standard error; None when none."""
-    from .cli_inputs import Document, expand, read
+    from .inputs import Document, expand, read
 
     if not expand(args.inputs):
         _error(command, f"no files to read in {', '.join(args.inputs)}")
@@ -107,7 +107,7 @@ def _documents(command: str, args) -> tuple[list, list[str]] | None:
 
 
 def _load(command: str, args):
-    from .embeddings import load_embedder
+    from ..search.embed import load_embedder
 
     try:
         return load_embedder(args.model, device=args.device, max_length=args.max_length)
@@ -117,7 +117,7 @@ def _load(command: str, args):
 
 
 def _progress_warnings(command: str, caught, ids: list) -> None:
-    from .pipelines_common import TruncationWarning
+    from ..pipelines.loading import TruncationWarning
 
     for record in caught:
         warning = record.message
@@ -126,7 +126,7 @@ def _progress_warnings(command: str, caught, ids: list) -> None:
 
 
 def _embed(args) -> int:
-    from .embeddings import embed
+    from ..search.embed import embed
 
     found = _documents("embed", args)
     embedder = found and _load("embed", args)
@@ -153,7 +153,7 @@ def _embed(args) -> int:
 
 
 def _search(args) -> int:
-    from .embeddings import search
+    from ..search.embed import search
 
     if not args.query.strip():
         _error("search", "the query is empty: give some words to search for")

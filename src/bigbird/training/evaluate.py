@@ -8,9 +8,9 @@ from collections.abc import Sequence
 
 import torch
 
-from . import training_metrics
-from .training_data import Feature, Record, collate, global_batches
-from .training_distributed import Runtime, gather
+from . import metrics as training_metrics
+from .data import Feature, Record, collate, global_batches
+from .distributed import Runtime, gather
 
 
 def _predict(task: str, model, batch: dict, rows: Sequence[Feature], tokenizer, generate: dict) -> list:
@@ -30,7 +30,7 @@ def _predict(task: str, model, batch: dict, rows: Sequence[Feature], tokenizer, 
     outputs = model(**inputs)
     if task == "classify":
         return outputs.logits.argmax(-1).tolist()
-    from .pipelines_qa import best_spans
+    from ..pipelines.qa import best_spans
 
     length = batch["input_ids"].shape[1]
     context = torch.tensor([[span is not None for span in row.spans] + [False] * (length - len(row.spans))

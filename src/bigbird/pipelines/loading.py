@@ -11,9 +11,9 @@ from importlib import import_module
 
 import torch
 
-from .checkpoint import resolve_dtype
-from .hub import resolve_file
-from .tokenization_json import load_tokenizer
+from ..checkpoint import resolve_dtype
+from ..hub import resolve_file
+from ..tokenization_json import load_tokenizer
 
 # task -> model_type -> the head class that task needs; checkpoints saved from `also` classes load into it too
 TASK_CLASSES = {

@@ -12,10 +12,10 @@ from collections.abc import Callable
 
 from tqdm import tqdm
 
-from .cli_bench import add_bench_parser
-from .cli_embed import EMBED_COMMANDS, add_commands as add_embed_commands
-from .cli_inputs import Document, read
-from .cli_train import add_train_parser
+from .bench import add_bench_parser
+from .embed import EMBED_COMMANDS, add_commands as add_embed_commands
+from .inputs import Document, read
+from .train import add_train_parser
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -147,8 +147,8 @@ def _prepare(command: str, args, document: Document) -> dict | str:
 
 def _pipeline(command: str, args) -> tuple[Callable[[list[dict]], list[dict]], list]:
     """Load the model once; returns a function from a list of prepared documents to their results."""
-    from . import pipelines
-    from .pipelines_common import load
+    from .. import pipelines
+    from ..pipelines.loading import load
 
     task = "answer" if command == "qa" else command
     with warnings.catch_warnings(record=True) as caught:
@@ -186,7 +186,7 @@ class Reporter:
         tqdm.write(f"bigbird {self.command}: warning: {message}", file=sys.stderr)
 
     def warnings(self, caught, ids: list) -> None:
-        from .pipelines_common import TruncationWarning
+        from ..pipelines.loading import TruncationWarning
 
         for record in caught:
             warning = record.message

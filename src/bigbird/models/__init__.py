@@ -1,0 +1,1 @@
+"""The BigBird and BigBird-Pegasus model classes: Transformers' modules and names, our attention and forwards."""

@@ -1,0 +1,1 @@
+"""Document embeddings and search over long documents (the default model is warm-started on first use)."""
