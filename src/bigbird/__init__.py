@@ -1,12 +1,15 @@
-"""bigbird-torch: BigBird and BigBird-Pegasus with Transformers' checkpoints, names and numbers."""
+"""bigbird-torch: BigBird and BigBird-Pegasus with Transformers' checkpoints, names and numbers, faster.
+
+Configs and tokenizers are Transformers' own classes, re-exported here so that one import serves.
+"""
 
 from importlib import import_module
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "config": ["BigBirdConfig", "BigBirdPegasusConfig"],
-    "modeling_bigbird": [
+    "transformers": ["BigBirdConfig", "BigBirdPegasusConfig", "BigBirdTokenizer", "PegasusTokenizer"],
+    "models.bigbird": [
         "BigBirdModel",
         "BigBirdForPreTraining",
         "BigBirdForMaskedLM",
@@ -16,14 +19,14 @@ _EXPORTS = {
         "BigBirdForTokenClassification",
         "BigBirdForQuestionAnswering",
     ],
-    "modeling_pegasus": [
+    "models.pegasus": [
         "BigBirdPegasusModel",
         "BigBirdPegasusForConditionalGeneration",
         "BigBirdPegasusForSequenceClassification",
         "BigBirdPegasusForQuestionAnswering",
         "BigBirdPegasusForCausalLM",
     ],
-    "tokenization": ["BigBirdTokenizer", "PegasusTokenizer"],
+    "models.auto": ["use_in_transformers"],
     "ops": ["block_plan", "block_sparse_attention", "reference_attention", "BlockPlan"],
     "pipelines": ["classify", "answer", "summarize", "fill_mask"],
 }
@@ -35,7 +38,8 @@ def __getattr__(name: str):
     module = _MODULE_OF.get(name)
     if module is None:
         raise AttributeError(f"module 'bigbird' has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
+    package = None if module == "transformers" else __name__
+    value = getattr(import_module(module if package is None else f".{module}", package), name)
     globals()[name] = value
     return value
 

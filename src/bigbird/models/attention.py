@@ -1,9 +1,8 @@
-"""Self-attention: q/k/v projections, then full or block-sparse attention chosen per call, then the output projection.
+"""Self-attention shared by both families: query/key/value projections, then full or block-sparse attention.
 
-The model decides once per forward call which attention every layer runs (block-sparse needs a padded
-input longer than the fallback bound) and builds one `AttentionMasks` for all layers; the module
-itself holds only weights and two settings: its layer index (the seed of its random plan) and which
-random plan it uses at inference (`random_plan`, "transformers" or "paper").
+The model decides once per forward call which attention every layer runs (`sparse_call`: block-sparse needs
+an input longer than the fallback bound, and is padded to a block multiple) and builds one `AttentionMasks`
+for all layers; the attention module holds only weights and its layer index (the seed of its random plan).
 
 Full attention (`original_full`) follows Transformers' eager path: scores / sqrt(d), masked positions
 set to `finfo(dtype).min`, softmax, attention dropout; a causal decoder keeps a (key, value) cache.
@@ -19,16 +18,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ops.block_sparse import block_sparse_attention
-from .ops.layout import block_plan
+from transformers.cache_utils import Cache
+
+from ..ops.block_sparse import block_sparse_attention
+from ..ops.layout import block_plan
 
 ORIGINAL_FULL = "original_full"
 BLOCK_SPARSE = "block_sparse"
 ATTENTION_TYPES = (ORIGINAL_FULL, BLOCK_SPARSE)
 RANDOM_PLANS = ("transformers", "paper")
-
-KVCache = tuple[torch.Tensor, torch.Tensor]
-
 
 def check_attention_type(value: str) -> str:
     if value not in ATTENTION_TYPES:
@@ -48,6 +46,12 @@ def check_random_plan(value: str) -> str:
 def sparse_attention_fits(length: int, block_size: int, num_random_blocks: int) -> bool:
     """Whether an unpadded input of `length` tokens runs block-sparse (Transformers' bound: > (5 + 2r) * bs)."""
     return length > (5 + 2 * num_random_blocks) * block_size
+
+
+def sparse_call(config, length: int, past_length: int = 0) -> bool:
+    """Whether a forward call over `length` new tokens runs block-sparse attention (decided per call)."""
+    return (config.attention_type == BLOCK_SPARSE and not getattr(config, "is_decoder", False) and past_length == 0
+            and sparse_attention_fits(length, config.block_size, config.num_random_blocks))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,81 +90,75 @@ def full_attention_masks(key_padding_mask: torch.Tensor | None, dtype: torch.dty
     return AttentionMasks(sparse=False, key_padding_mask=key_padding_mask, additive_mask=additive)
 
 
-class SelfAttention(nn.Module):
-    """Multi-head self-attention with BigBird's two attention kinds.
+class BigBirdSelfAttention(nn.Module):
+    """The `query`, `key` and `value` projections of one layer and BigBird's two attention kinds.
 
-    Submodules `q_proj`, `k_proj`, `v_proj` (bias `qkv_bias`) and `out_proj` (bias `out_bias`); the
-    families map these names to their checkpoints' keys. `layer_idx` seeds the layer's random plan, as
-    in Transformers.
+    Which kind runs is decided per forward call by the model (see `AttentionMasks`); the module holds only
+    weights and its layer index, the seed of its random plan. The block plan's mode comes from the config's
+    `random_plan` ("transformers": Transformers' eval/train plans; "paper": the seeded plan at inference too).
+    When the three projections are plain `nn.Linear`s they run as one fused product; wrapped ones (PEFT's
+    LoRA layers, for instance) are called as modules, so what wraps them takes effect.
     """
 
-    def __init__(self, hidden_size: int, num_heads: int, *, layer_idx: int, block_size: int,
-                 num_random_blocks: int, max_seq_len: int, dropout: float = 0.0, qkv_bias: bool = True,
-                 out_bias: bool = True):
+    def __init__(self, config, layer_idx: int):
         super().__init__()
-        if hidden_size % num_heads:
-            raise ValueError(
-                f"hidden_size {hidden_size} is not a multiple of num_attention_heads {num_heads}: "
-                "choose a head count that divides the hidden size"
-            )
-        self.num_heads = num_heads
-        self.head_dim = hidden_size // num_heads
+        hidden_size, heads = config.hidden_size, config.num_attention_heads
+        if heads <= 0 or hidden_size % heads:
+            raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_attention_heads {heads}: "
+                             "choose a positive head count that divides the hidden size")
+        self.config = config
+        self.num_attention_heads = heads
+        self.attention_head_size = hidden_size // heads
         self.layer_idx = layer_idx
-        self.block_size = block_size
-        self.num_random_blocks = num_random_blocks
-        self.max_seq_len = max_seq_len
-        self.dropout = dropout
-        self.random_plan = "transformers"
-        self.q_proj = nn.Linear(hidden_size, hidden_size, bias=qkv_bias)
-        self.k_proj = nn.Linear(hidden_size, hidden_size, bias=qkv_bias)
-        self.v_proj = nn.Linear(hidden_size, hidden_size, bias=qkv_bias)
-        self.out_proj = nn.Linear(hidden_size, hidden_size, bias=out_bias)
+        self.query = nn.Linear(hidden_size, hidden_size, bias=config.use_bias)
+        self.key = nn.Linear(hidden_size, hidden_size, bias=config.use_bias)
+        self.value = nn.Linear(hidden_size, hidden_size, bias=config.use_bias)
 
-    def forward(self, hidden_states: torch.Tensor, masks: AttentionMasks, *, past_key_value: KVCache | None = None,
-                use_cache: bool = False, output_attentions: bool = False):
+    def forward(self, hidden_states: torch.Tensor, masks: AttentionMasks, past_key_values: Cache | None = None,
+                output_attentions: bool = False):
         """hidden_states: (batch, length, hidden).
 
-        Returns `(output, probs, present)`: output (batch, length, hidden); probs (batch, heads, length,
-        key_length) when `output_attentions`, else None; present the (key, value) cache, each (batch, heads,
-        past + length, head_dim), when `use_cache`, else None.
+        Returns `(context, probs)`: context (batch, length, hidden) before the output projection; probs (batch,
+        heads, length, key_length) when `output_attentions`, else None. A decoder's `past_key_values` (a
+        Transformers `Cache`) is extended by this call's keys and values.
         """
         q, k, v = self._project_qkv(hidden_states)
         if masks.sparse:
             context, probs = self._block_sparse(q, k, v, masks, output_attentions)
-            present = None
         else:
-            if past_key_value is not None:
-                k = torch.cat([past_key_value[0], k], dim=2)
-                v = torch.cat([past_key_value[1], v], dim=2)
-            present = (k, v) if use_cache else None
+            if past_key_values is not None:
+                k, v = past_key_values.update(k, v, self.layer_idx)
             context, probs = self._full(q, k, v, masks, output_attentions)
-        context = context.transpose(1, 2).flatten(2)
-        return self.out_proj(context), probs, present
+        return context.transpose(1, 2).flatten(2), probs
 
     def plan_mode(self) -> str:
         """The block plan this layer uses now: Transformers' eval/train plans, or the paper's seeded plan."""
-        if self.random_plan == "paper":
+        if check_random_plan(getattr(self.config, "random_plan", "transformers")) == "paper":
             return "paper"
         return "train" if self.training else "eval"
 
     def _project_qkv(self, hidden_states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """q, k, v as (batch, heads, length, head_dim), from one matmul over the three stacked projections."""
-        projections = (self.q_proj, self.k_proj, self.v_proj)
-        weight = torch.cat([proj.weight for proj in projections])
-        bias = None if self.q_proj.bias is None else torch.cat([proj.bias for proj in projections])
-        return _SplitHeads.apply(F.linear(hidden_states, weight, bias), self.num_heads)
+        """q, k, v as (batch, heads, length, head_dim)."""
+        projections = (self.query, self.key, self.value)
+        if all(type(proj) is nn.Linear for proj in projections):
+            weight = torch.cat([proj.weight for proj in projections])
+            bias = None if self.query.bias is None else torch.cat([proj.bias for proj in projections])
+            return _SplitHeads.apply(F.linear(hidden_states, weight, bias), self.num_attention_heads)
+        shape = (*hidden_states.shape[:2], self.num_attention_heads, self.attention_head_size)
+        return tuple(proj(hidden_states).view(shape).transpose(1, 2) for proj in projections)
 
     def _block_sparse(self, q, k, v, masks: AttentionMasks, output_attentions: bool):
-        plan = block_plan(q.shape[2], self.block_size, self.num_random_blocks, self.num_heads, seed=self.layer_idx,
-                          mode=self.plan_mode(), max_seq_len=self.max_seq_len)
+        config = self.config
+        plan = block_plan(q.shape[2], config.block_size, config.num_random_blocks, self.num_attention_heads,
+                          seed=self.layer_idx, mode=self.plan_mode(), max_seq_len=config.max_position_embeddings)
         result = block_sparse_attention(q, k, v, plan, masks.key_padding_mask, return_probs=output_attentions)
         return result if output_attentions else (result, None)
 
     def _full(self, q, k, v, masks: AttentionMasks, output_attentions: bool):
-        dropout = self.dropout if self.training else 0.0
+        dropout = self.config.attention_probs_dropout_prob if self.training else 0.0
         if not output_attentions:
             return F.scaled_dot_product_attention(q, k, v, attn_mask=masks.additive_mask, dropout_p=dropout), None
-        scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim)
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.attention_head_size)
         if masks.additive_mask is not None:
             scores = scores + masks.additive_mask
         probs = scores.softmax(dim=-1)

@@ -1,0 +1,84 @@
+"""Where a checkpoint comes from, checked before any weight is read.
+
+Transformers resolves files (a local directory, a Hub id, the Hugging Face cache) and loads them; this module
+only turns the cases where its messages leave a user guessing into errors that say what is wrong and what to
+do: a directory that does not exist or holds no config.json, a Hub id that is not in the local cache while
+downloads are off, a damaged config.json, a checkpoint of another model type.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from huggingface_hub import constants as hub_constants
+from transformers.utils import cached_file
+
+# keyword arguments of `from_pretrained` that say where files come from; the rest configure the model
+HUB_ARGUMENTS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or "\\" in name
+
+
+def _offline(hub_kwargs: dict) -> bool:
+    return bool(hub_kwargs.get("local_files_only")) or hub_constants.HF_HUB_OFFLINE
+
+
+def config_path(name_or_path: str | os.PathLike, **hub_kwargs) -> Path:
+    """The config.json of a local checkpoint directory or of a Hub id (downloaded or from the cache).
+
+    Raises FileNotFoundError for a missing directory or file, OSError for an id that cannot be had.
+    """
+    name = os.fspath(name_or_path)
+    subfolder = hub_kwargs.get("subfolder") or ""
+    if os.path.isdir(name):
+        path = Path(name, subfolder, "config.json")
+        if not path.is_file():
+            raise FileNotFoundError(f"{Path(name, subfolder)} has no config.json, so it is not a saved model: "
+                                    "point to the directory that save_pretrained() wrote")
+        return path
+    if os.path.exists(name):
+        raise FileNotFoundError(f"{name} is a file: pass the directory that holds config.json and the weights")
+    if _looks_like_path(name):
+        raise FileNotFoundError(f"no such directory: {name} (check the path; it is not a Hub model id either)")
+    try:
+        resolved = cached_file(name, "config.json", **{k: v for k, v in hub_kwargs.items() if k in HUB_ARGUMENTS})
+    except OSError as error:
+        if _offline(hub_kwargs):
+            raise OSError(
+                f"{name!r} is neither a local directory nor a model in the local Hugging Face cache "
+                f"({hub_constants.HF_HUB_CACHE}), and downloads are off (HF_HUB_OFFLINE=1 or local_files_only): "
+                f"download it once where the network is reachable (`hf download {name}`), or pass a local "
+                "directory saved with save_pretrained()"
+            ) from None
+        raise OSError(f"could not get config.json of {name!r} from the Hugging Face Hub: {error}") from None
+    if resolved is None:
+        raise FileNotFoundError(f"the Hub repository {name!r} has no config.json: it is not a Transformers model")
+    return Path(resolved)
+
+
+def read_config(name_or_path: str | os.PathLike, **hub_kwargs) -> dict:
+    """config.json of a checkpoint as a dict, with an error naming the file when it is not a JSON object."""
+    path = config_path(name_or_path, **hub_kwargs)
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is damaged: not valid JSON ({error}); save the model again") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} is damaged: it holds a JSON {type(values).__name__}, not an object of settings")
+    return values
+
+
+def check_model_type(name_or_path: str | os.PathLike, model_type: str, loader: str, **hub_kwargs) -> dict:
+    """read_config, then refuse a checkpoint whose `model_type` is not `model_type`, naming the type found."""
+    values = read_config(name_or_path, **hub_kwargs)
+    found = values.get("model_type")
+    if found != model_type:
+        raise ValueError(
+            f"{os.fspath(name_or_path)} is a {found!r} checkpoint, but {loader} loads {model_type!r} checkpoints: "
+            f"use the class for {found!r} models (transformers.AutoModel picks it), or a {model_type!r} checkpoint"
+        )
+    return values
