@@ -7,12 +7,18 @@ BigBird's ITC pattern on `n` blocks of `block_size` tokens:
 - query block i in 2..n-3 attends [0, i-1, i, i+1, n-1] and its random blocks;
 - query block n-2 attends [0, n-3, n-2, n-1] and its random blocks.
 
-The random blocks follow Transformers exactly. In `eval` mode every random index is block 0 (so block 0
-counts 1 + r times in the softmax). In `train` mode they are drawn from a numpy `RandomState(seed)`
-(the layer index) the way Transformers draws them: lengths 1024, 3072 and 4096 use the original
-paper plan, drawn for `max_seq_len` tokens with random blocks among the first 1024 tokens and cut
-to the sequence's rows; every other length uses the per-head plan. `paper` mode draws the training
-plan at inference too, as the original BigBird code does.
+The random blocks come from one of three modes:
+
+- `eval`: Transformers at inference, every random index is block 0 (so block 0 counts 1 + r times in the softmax);
+- `train`: Transformers in training, drawn from a numpy `RandomState(seed)` (the layer index): lengths 1024, 3072
+  and 4096 use the paper's old plan drawn for `max_seq_len` (max_position_embeddings) tokens, every other length
+  the per-head plan;
+- `paper`: Google's original code (google-research/bigbird), the same plan in training and at inference: lengths
+  1024, 2048, 3072 and 4096 use the old plan drawn for 4096 tokens whatever `max_seq_len` is, every other length
+  the per-head plan.
+
+The old plan draws random blocks only among the first 1024 tokens and is cut to the sequence's rows
+(see `random_plans`).
 
 Everything here is plain data (numpy), built once per key and cached; `BlockPlan.tables` hands the
 op its integer tensors on the device it asks for.
@@ -27,10 +33,13 @@ from typing import Literal
 import numpy as np
 import torch
 
+from .random_plans import legacy_random_blocks, per_head_random_blocks
+
 Mode = Literal["eval", "train", "paper"]
 MODES = ("eval", "train", "paper")
-LEGACY_LENGTHS = (1024, 3072, 4096)
-LEGACY_RANDOM_SPAN = 1024
+LEGACY_LENGTHS = (1024, 3072, 4096)  # Transformers' old-plan lengths (train mode)
+PAPER_LEGACY_LENGTHS = (1024, 2048, 3072, 4096)  # the original code's old-plan lengths (paper mode)
+PAPER_PLAN_LENGTH = 4096  # the original code's MAX_SEQ_LEN: its old plan is always drawn for 4096 tokens
 MIN_BLOCKS = 5
 
 
@@ -118,15 +127,24 @@ def block_plan(
 ) -> BlockPlan:
     """The (cached) plan for a padded length `seq_len`, a multiple of `block_size`.
 
-    `seed` is the layer index (Transformers seeds layer i's plan with i); `max_seq_len` is the model's
-    `max_position_embeddings`, which the legacy plan of lengths 1024, 3072 and 4096 is drawn for.
+    `seed` is the layer index (Transformers and the original code seed layer i's plan with i); `max_seq_len` is
+    the model's `max_position_embeddings`, which train mode draws the old plan of lengths 1024, 3072 and 4096
+    for (paper mode always draws it for 4096 tokens, as the original code does).
     """
     _check_plan_arguments(seq_len, block_size, num_random_blocks, num_heads, mode, max_seq_len)
     if mode == "eval":
         seed = 0
-    legacy = seq_len in LEGACY_LENGTHS
     return _cached_plan(seq_len, block_size, num_random_blocks, num_heads, int(seed), mode,
-                        max_seq_len if legacy and mode != "eval" else 0)
+                        _old_plan_length(seq_len, mode, max_seq_len))
+
+
+def _old_plan_length(seq_len: int, mode: str, max_seq_len: int) -> int:
+    """How many tokens the old plan is drawn for, or 0 where the per-head plan (or no draw) is used."""
+    if mode == "train" and seq_len in LEGACY_LENGTHS:
+        return max_seq_len
+    if mode == "paper" and seq_len in PAPER_LEGACY_LENGTHS:
+        return PAPER_PLAN_LENGTH
+    return 0
 
 
 def _check_plan_arguments(seq_len, block_size, num_random_blocks, num_heads, mode, max_seq_len) -> None:
@@ -148,7 +166,7 @@ def _check_plan_arguments(seq_len, block_size, num_random_blocks, num_heads, mod
             f"block-sparse attention needs at least {MIN_BLOCKS} blocks, but {seq_len} tokens make "
             f"{seq_len // block_size} blocks of {block_size}: use full attention for inputs this short"
         )
-    if mode != "eval" and seq_len in LEGACY_LENGTHS and max_seq_len < seq_len:
+    if mode == "train" and seq_len in LEGACY_LENGTHS and max_seq_len < seq_len:
         raise ValueError(
             f"the random plan for length {seq_len} is drawn for max_seq_len (max_position_embeddings) tokens, "
             f"but max_seq_len is {max_seq_len}: pass the model's max_position_embeddings (at least {seq_len})"
@@ -156,15 +174,15 @@ def _check_plan_arguments(seq_len, block_size, num_random_blocks, num_heads, mod
 
 
 @functools.lru_cache(maxsize=256)
-def _cached_plan(seq_len, block_size, num_random_blocks, num_heads, seed, mode, legacy_max_len) -> BlockPlan:
+def _cached_plan(seq_len, block_size, num_random_blocks, num_heads, seed, mode, old_plan_length) -> BlockPlan:
     n = seq_len // block_size
     if mode == "eval":
         random = np.zeros((num_heads, n - 2, num_random_blocks), dtype=np.int64)
-    elif legacy_max_len:
-        random = _legacy_random_blocks(legacy_max_len // block_size, n, block_size, num_random_blocks, num_heads,
-                                       np.random.RandomState(seed))
+    elif old_plan_length:
+        random = legacy_random_blocks(old_plan_length // block_size, n, block_size, num_random_blocks, num_heads,
+                                      np.random.RandomState(seed))
     else:
-        random = _per_head_random_blocks(n, num_random_blocks, num_heads, np.random.RandomState(seed))
+        random = per_head_random_blocks(n, num_random_blocks, num_heads, np.random.RandomState(seed))
     random.setflags(write=False)
     return BlockPlan(seq_len, block_size, num_random_blocks, num_heads, seed, mode, random)
 
@@ -178,91 +196,3 @@ def _attended_lists(n: int, random: np.ndarray) -> np.ndarray:
     fixed[1:-1] = np.stack([np.zeros_like(middle), middle - 1, middle, middle + 1, np.full_like(middle, n - 1)], 1)
     fixed[-1, :4] = [0, n - 3, n - 2, n - 1]
     return np.concatenate([np.broadcast_to(fixed, (heads, rows, 5)), random], axis=-1)
-
-
-def _fit_row(chosen: np.ndarray, r: int, where: str) -> np.ndarray:
-    """A drawn row as Transformers stores it: r entries, or one entry broadcast to r."""
-    if len(chosen) == r:
-        return chosen
-    if len(chosen) == 1:
-        return np.repeat(chosen, r)
-    raise ValueError(
-        f"only {len(chosen)} key blocks are eligible as random blocks for {where}, but num_random_blocks is {r}: "
-        "use fewer random blocks, a smaller block_size or a longer sequence"
-    )
-
-
-def _legacy_random_blocks(plan_blocks, n, block_size, r, num_heads, rng) -> np.ndarray:
-    """The original paper plan: drawn for `plan_blocks` blocks (heads outer, rows inner), cut to n - 2 rows."""
-    middle = np.arange(1, plan_blocks - 1, dtype=np.int32)
-    last = plan_blocks - 1
-    if LEGACY_RANDOM_SPAN > 2 * block_size:
-        last = LEGACY_RANDOM_SPAN // block_size - 1
-    out = np.zeros((num_heads, plan_blocks - 2, r), dtype=np.int64)
-    for head in range(num_heads):
-        for i in range(1, plan_blocks - 1):
-            if i == 1:
-                candidates = middle[2:last]
-            elif i == 2:
-                candidates = middle[3:last]
-            elif i in (plan_blocks - 3, plan_blocks - 2):
-                candidates = middle[:last]
-            elif i - 2 > last:
-                candidates = middle[:last]
-            elif i + 1 == last:
-                candidates = middle[: i - 2]
-            else:
-                candidates = np.concatenate((middle[: i - 2], middle[i + 1 : last]))
-            out[head, i - 1] = _fit_row(rng.permutation(candidates)[:r], r, f"query block {i}")
-    return out[:, : n - 2]
-
-
-def _segments(n: int, r: int) -> tuple[list[int], list[int]]:
-    """Where random blocks are drawn from: segment end blocks and random blocks drawn in each."""
-    if 2 * r + 5 < n:
-        return [2 * r + 5, n], [r, 0]
-    if r + 5 < n:
-        return [r + 5, n], [r // 2, r - r // 2]
-    return [n], [r]
-
-
-def _per_head_random_blocks(n: int, r: int, num_heads: int, rng) -> np.ndarray:
-    """The per-head plan: each query row draws its random blocks segment by segment, heads innermost."""
-    ends, per_segment = _segments(n, r)
-    offsets = np.concatenate([[0], np.cumsum(per_segment)]).astype(int)
-    out = np.zeros((num_heads, n, r), dtype=np.int64)
-
-    def draw(rows, segment, to_start):
-        k = per_segment[segment]
-        for row in rows:
-            for head in range(num_heads):
-                chosen = _random_row(row, to_start, ends[segment], k, rng)
-                out[head, row, offsets[segment] : offsets[segment + 1]] = _fit_row(chosen, k, f"query block {row}")
-
-    for segment in range(len(ends)):
-        if segment > 0:
-            if per_segment[segment] > 0:
-                draw(range(1, ends[segment - 1]), segment, ends[segment - 1])
-            for earlier in range(segment):
-                if per_segment[earlier] > 0:
-                    draw(range(ends[segment - 1], ends[segment]), earlier, ends[earlier - 1] if earlier else 0)
-        if per_segment[segment] > 0:
-            start = ends[segment - 1] if segment else 1
-            draw(range(start, ends[segment]), segment, ends[segment - 1] if segment else 0)
-    return out[:, 1 : n - 1]
-
-
-def _random_row(block: int, to_start: int, to_end: int, k: int, rng) -> np.ndarray:
-    """Up to k blocks of [to_start, to_end) in a random order, skipping the window and the global blocks."""
-    excluded = {block - 1, block, block + 1, 0, to_end - 1}
-    if block == 1:
-        excluded.add(to_end - 2)
-    if block == to_end - 2:
-        excluded.add(1)
-    chosen = []
-    for candidate in rng.permutation(np.arange(to_start, to_end, dtype=np.int32)):
-        if candidate not in excluded:
-            chosen.append(candidate)
-        if len(chosen) == k:
-            break
-    return np.array(chosen, dtype=np.int64)
