@@ -6,7 +6,10 @@ import transformers
 
 import bigbird
 from bigbird.ops.reference import reference_attention
-from bigbird_oracle import BOUND, CLASS_NAMES, assert_outputs_close, batch, labels_for, our_config, pair
+from transformers.testing_utils import CaptureLogger
+from transformers.utils import logging
+
+from bigbird_oracle import BOUND, CLASS_NAMES, assert_outputs_close, batch, labels_for, our_config, pair, tiny_config
 from dropout_checks import assert_same_dropout_draws
 
 
@@ -84,14 +87,15 @@ def test_a_loss_on_the_attention_probabilities_alone_backpropagates_as_in_transf
     theirs, ours = pair("BigBirdModel", tmp_path, attention_type="original_full")
     inputs = batch("BigBirdModel", 40)
     grads = []
-    for model, prefix in ((theirs, "encoder.layer.0.attention.self."), (ours, "layers.0.attn.")):
+    prefix = "encoder.layer.0.attention.self."
+    for model in (theirs, ours):
         embeds = _embeds(model, inputs)
         out = model(inputs_embeds=embeds, attention_mask=inputs["attention_mask"], output_attentions=True)
         out.attentions[0].square().sum().backward()
         weights = dict(model.named_parameters())
-        value = weights[prefix + ("value" if model is theirs else "v_proj") + ".weight"].grad
+        value = weights[prefix + "value.weight"].grad
         assert value is None or not value.any()
-        grads.append((embeds.grad, weights[prefix + ("query" if model is theirs else "q_proj") + ".weight"].grad))
+        grads.append((embeds.grad, weights[prefix + "query.weight"].grad))
     assert grads[1][0].abs().sum() > 0
     for expected, got in zip(*grads):
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
@@ -162,7 +166,7 @@ def test_no_random_blocks_runs_the_plan_without_random_blocks(tmp_path, monkeypa
     inputs = batch("BigBirdModel", 60)  # bound is 5 * 8 = 40
     with torch.no_grad():
         got = model(**inputs).last_hidden_state
-        monkeypatch.setattr("bigbird.attention.block_sparse_attention",
+        monkeypatch.setattr("bigbird.models.attention.block_sparse_attention",
                             lambda q, k, v, plan, mask, return_probs: reference_attention(q, k, v, plan, mask)[0])
         expected = model(**inputs).last_hidden_state
     assert got.shape == (2, 60, 32)
@@ -224,10 +228,19 @@ def test_causal_decoder_matches_transformers_and_its_cache(tmp_path):
     torch.testing.assert_close(torch.cat(logits, dim=1), full, atol=1e-5, rtol=0)
 
 
-def test_block_sparse_decoder_is_refused():
-    config = our_config(is_decoder=True)
-    with pytest.raises(ValueError, match="attention_type='original_full'"):
-        bigbird.BigBirdForCausalLM(config)
+def test_block_sparse_decoder_runs_causal_full_attention_and_warns(tmp_path):
+    theirs, _ = pair("BigBirdForCausalLM", tmp_path, is_decoder=True, attention_type="original_full")
+    config = tiny_config(is_decoder=True)  # BigBirdConfig's default attention_type: block_sparse
+    with CaptureLogger(logging.get_logger("bigbird.models.bigbird")) as captured:
+        ours = bigbird.BigBirdForCausalLM.from_pretrained(tmp_path, config=config).eval()
+    assert "runs causal full attention" in captured.out
+    ids = batch("BigBirdForCausalLM", 150)["input_ids"]
+    changed = ids.clone()
+    changed[:, -1] = 7
+    with torch.no_grad():
+        got = ours(ids, use_cache=False).logits
+        torch.testing.assert_close(got, theirs(ids, use_cache=False).logits, atol=1e-5, rtol=0)
+        torch.testing.assert_close(ours(changed, use_cache=False).logits[:, :-1], got[:, :-1], atol=1e-6, rtol=0)
 
 
 def test_outputs_index_like_tuples(tmp_path):
@@ -280,10 +293,8 @@ def test_full_size_key_names_and_shapes_equal_transformers(size):
         with torch.device("meta"):
             theirs = getattr(transformers, name)(transformers.BigBirdConfig(**values))
             ours = getattr(bigbird, name)(bigbird.BigBirdConfig(**values))
-        table, prefixed = ours.key_table, name != "BigBirdModel"
-        mapped = {table.to_theirs(key, prefixed=prefixed): tuple(t.shape) for key, t in ours.state_dict().items()}
-        expected = {key: tuple(t.shape) for key, t in theirs.state_dict().items() if key not in table.aliases}
-        assert mapped == expected, name
+        expected = {key: tuple(t.shape) for key, t in theirs.state_dict().items()}
+        assert {key: tuple(t.shape) for key, t in ours.state_dict().items()} == expected, name
 
 
 @pytest.mark.parametrize("make_inputs,max_positions,message", [

@@ -21,6 +21,11 @@ class BigBirdFamilyMixin:
             check_model_type(pretrained_model_name_or_path, cls.config_class.model_type, cls.__name__, **hub_kwargs)
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 
+    @property
+    def attention_type(self) -> str:
+        """"original_full" or "block_sparse": what inputs above the fallback bound run (the config's setting)."""
+        return self.config.attention_type
+
     def set_attention_type(self, value: str) -> None:
         """"original_full" or "block_sparse" for every layer (the weights are shared by both); saved in the config."""
         if value not in ATTENTION_TYPES:
