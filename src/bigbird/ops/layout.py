@@ -131,11 +131,22 @@ def block_plan(
     the model's `max_position_embeddings`, which train mode draws the old plan of lengths 1024, 3072 and 4096
     for (paper mode always draws it for 4096 tokens, as the original code does).
     """
-    _check_plan_arguments(seq_len, block_size, num_random_blocks, num_heads, mode, max_seq_len)
+    seq_len, block_size, num_random_blocks, num_heads, seed, max_seq_len = (
+        _integer(name, value) for name, value in (
+            ("seq_len", seq_len), ("block_size", block_size), ("num_random_blocks", num_random_blocks),
+            ("num_heads", num_heads), ("seed", seed), ("max_seq_len", max_seq_len)))
+    _check_plan_arguments(seq_len, block_size, num_random_blocks, num_heads, seed, mode, max_seq_len)
     if mode == "eval":
         seed = 0
-    return _cached_plan(seq_len, block_size, num_random_blocks, num_heads, int(seed), mode,
+    return _cached_plan(seq_len, block_size, num_random_blocks, num_heads, seed, mode,
                         _old_plan_length(seq_len, mode, max_seq_len))
+
+
+def _integer(name: str, value) -> int:
+    """`value` as a Python int; a bool, float or string is refused rather than silently converted."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}: pass {name}=int(...)")
+    return int(value)
 
 
 def _old_plan_length(seq_len: int, mode: str, max_seq_len: int) -> int:
@@ -147,9 +158,13 @@ def _old_plan_length(seq_len: int, mode: str, max_seq_len: int) -> int:
     return 0
 
 
-def _check_plan_arguments(seq_len, block_size, num_random_blocks, num_heads, mode, max_seq_len) -> None:
-    if mode not in MODES:
+def _check_plan_arguments(seq_len, block_size, num_random_blocks, num_heads, seed, mode, max_seq_len) -> None:
+    if not isinstance(mode, str) or mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be in [0, 2**32) (numpy's RandomState seeds), got {seed}: pass the layer index")
+    if max_seq_len < 1:
+        raise ValueError(f"max_seq_len must be at least 1 (the model's max_position_embeddings), got {max_seq_len}")
     if block_size < 1:
         raise ValueError(f"block_size must be at least 1, got {block_size}")
     if num_random_blocks < 0:
