@@ -27,8 +27,9 @@ def check_model_inputs(config, input_ids: torch.Tensor | None, inputs_embeds: to
             raise ValueError(f"inputs_embeds must have shape (batch, length, {config.hidden_size}), "
                              f"got {tuple(inputs_embeds.shape)}")
         batch, length = inputs_embeds.shape[:2]
-    if length == 0:
-        raise ValueError("the input is empty (length 0): pass at least one token")
+    if length == 0 or batch == 0:
+        raise ValueError(f"the input is empty (batch, length) = ({batch}, {length}): pass at least one sequence of "
+                         "at least one token")
     total = past_length + length
     if attention_mask is not None and tuple(attention_mask.shape) != (batch, total):
         raise ValueError(
