@@ -8,7 +8,8 @@ from transformers import BigBirdConfig, BigBirdModel
 from transformers.models.big_bird.modeling_big_bird import BigBirdBlockSparseAttention
 
 from bigbird.ops import block_plan, block_sparse_attention, reference_attention
-from bigbird.ops import block_sparse
+from bigbird.ops import block_sparse, parts
+from bigbird.ops.parts import Parts
 
 
 def random_inputs(batch, heads, length, head_dim, dtype=torch.float32, padded=()):
@@ -83,7 +84,7 @@ def test_strided_inputs_equal_the_reference(layout, batch):
 @pytest.mark.parametrize("length, block_size, r, heads, mode, padded",
                          [CASES[0], CASES[3], CASES[5], (1152, 16, 2, 2, "eval", (0, 50))])
 def test_rows_processed_in_chunks_equal_the_reference(length, block_size, r, heads, mode, padded, monkeypatch):
-    monkeypatch.setattr(block_sparse, "CHUNK_BYTES", 1)  # one middle row at a time
+    monkeypatch.setattr(parts, "CHUNK_BYTES", 1)  # one middle row at a time
     test_op_equals_the_dense_reference_forward_and_backward(length, block_size, r, heads, mode, padded)
 
 
@@ -94,8 +95,8 @@ def test_device_generic_path_equals_the_reference(length, block_size, r, heads, 
     batch = len(padded)
     bias = (1 - mask) * block_sparse.PADDING_PENALTY
     flat = [x.reshape(batch * heads, length, 16) for x in (q, k, v)]
-    parts = block_sparse._Parts(plan, plan.tables("cpu"), bias, batch, heads, torch.float32)
-    middle = block_sparse._middle_concatenated(*flat, parts).view(batch, heads, -1, 16)
+    key_parts = Parts(plan, plan.tables("cpu"), bias, batch, heads, torch.float32)
+    middle = block_sparse._middle_concatenated(*flat, key_parts).view(batch, heads, -1, 16)
     expected, _ = reference_attention(q, k, v, plan, mask)
     keep = mask[:, None, block_size:-block_size, None]
     torch.testing.assert_close(middle * keep, expected[:, :, block_size:-block_size], atol=1e-5, rtol=0)

@@ -20,8 +20,8 @@ The random blocks come from one of three modes:
 The old plan draws random blocks only among the first 1024 tokens and is cut to the sequence's rows
 (see `random_plans`).
 
-Everything here is plain data (numpy), built once per key and cached; `BlockPlan.tables` hands the
-op its integer tensors on the device it asks for.
+A plan is a key; its draw (numpy) is built once per key and cached, and `BlockPlan.tables` hands the op its
+integer tensors on the device it asks for, built once per (plan, device).
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from torch._subclasses.fake_tensor import unset_fake_temporarily
+
 from .random_plans import legacy_random_blocks, per_head_random_blocks
 
 Mode = Literal["eval", "train", "paper"]
@@ -43,13 +45,15 @@ PAPER_PLAN_LENGTH = 4096  # the original code's MAX_SEQ_LEN: its old plan is alw
 MIN_BLOCKS = 5
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True)
 class BlockPlan:
-    """The attention pattern of one layer for one padded length.
+    """The attention pattern of one layer for one padded length: a hashable key of Python ints and a string.
 
-    `random_blocks` (heads, n - 2, r) int64 holds the random key blocks of query blocks 1..n-2 exactly
-    as Transformers draws them (all zeros in eval mode). Query blocks 0 and n-1 attend every key
-    block once; the fixed part of the other rows follows from the ITC pattern above.
+    `old_plan_length` is the number of tokens the old plan is drawn for (0: the per-head plan, or no draw in eval
+    mode). `random_blocks` (heads, n - 2, r) int64 holds the random key blocks of query blocks 1..n-2 as the mode
+    draws them (all zeros in eval mode). Query blocks 0 and n-1 attend every key block once; the fixed part of
+    the other rows follows from the ITC pattern above. The numpy draw and the device tables are built on first
+    use and cached, outside any traced code (the compiled op receives the key, never the tables).
     """
 
     seq_len: int
@@ -58,19 +62,19 @@ class BlockPlan:
     num_heads: int
     seed: int
     mode: str
-    random_blocks: np.ndarray
-    _device_tables: dict = dataclasses.field(default_factory=dict, repr=False)
+    old_plan_length: int
 
     @property
     def num_blocks(self) -> int:
         return self.seq_len // self.block_size
 
+    @property
+    def random_blocks(self) -> np.ndarray:
+        return _random_blocks(self)
+
     def tables(self, device: torch.device | str) -> "OpTables":
         """The op's integer tables on `device`, built once per device."""
-        device = torch.device(device)
-        if device not in self._device_tables:
-            self._device_tables[device] = _op_tables(self.random_blocks, self.num_blocks, device)
-        return self._device_tables[device]
+        return _device_tables(self, torch.device(device))
 
     def block_counts(self) -> np.ndarray:
         """Dense (heads, n, n) matrix: how often query block i's softmax holds key block j."""
@@ -101,19 +105,24 @@ class OpTables:
     uniform_global_counts: bool
 
 
-def _op_tables(random: np.ndarray, n: int, device: torch.device) -> OpTables:
+@functools.lru_cache(maxsize=256)
+def _device_tables(plan: BlockPlan, device: torch.device) -> OpTables:
+    random, n = plan.random_blocks, plan.num_blocks
     is_global = (random == 0) | (random == n - 1)
     global_counts = 1 + np.stack([(random == 0).sum(-1), (random == n - 1).sum(-1)], axis=-1)
     kept = ~is_global
     order = np.argsort(~kept, axis=-1, kind="stable")
     width = int(kept.sum(-1).max()) if random.size else 0
     extra = np.take_along_axis(np.where(kept, random, -1), order, -1)[..., :width]
-    return OpTables(
-        global_counts=torch.tensor(global_counts, device=device),
-        extra_blocks=torch.tensor(extra, device=device),
-        any_extra=torch.tensor(kept.any(-1), device=device),
-        uniform_global_counts=bool((global_counts == global_counts[:1, :1]).all()),
-    )
+    # Cached tensors must be real, plain tensors even when the first call comes from a fake-tensor trace or
+    # from inference mode (inference tensors cannot be saved for a later backward).
+    with unset_fake_temporarily(), torch.inference_mode(False):
+        return OpTables(
+            global_counts=torch.tensor(global_counts, device=device),
+            extra_blocks=torch.tensor(extra, device=device),
+            any_extra=torch.tensor(kept.any(-1), device=device),
+            uniform_global_counts=bool((global_counts == global_counts[:1, :1]).all()),
+        )
 
 
 def block_plan(
@@ -136,10 +145,11 @@ def block_plan(
             ("seq_len", seq_len), ("block_size", block_size), ("num_random_blocks", num_random_blocks),
             ("num_heads", num_heads), ("seed", seed), ("max_seq_len", max_seq_len)))
     _check_plan_arguments(seq_len, block_size, num_random_blocks, num_heads, seed, mode, max_seq_len)
-    if mode == "eval":
-        seed = 0
-    return _cached_plan(seq_len, block_size, num_random_blocks, num_heads, seed, mode,
-                        _old_plan_length(seq_len, mode, max_seq_len))
+    key = (seq_len, block_size, num_random_blocks, num_heads, 0 if mode == "eval" else seed, mode,
+           _old_plan_length(seq_len, mode, max_seq_len))
+    if torch.compiler.is_compiling():  # the plan is a key: traced code builds it afresh and never draws
+        return BlockPlan(*key)
+    return _cached_plan(*key)
 
 
 def _integer(name: str, value) -> int:
@@ -189,17 +199,24 @@ def _check_plan_arguments(seq_len, block_size, num_random_blocks, num_heads, see
 
 
 @functools.lru_cache(maxsize=256)
-def _cached_plan(seq_len, block_size, num_random_blocks, num_heads, seed, mode, old_plan_length) -> BlockPlan:
-    n = seq_len // block_size
-    if mode == "eval":
-        random = np.zeros((num_heads, n - 2, num_random_blocks), dtype=np.int64)
-    elif old_plan_length:
-        random = legacy_random_blocks(old_plan_length // block_size, n, block_size, num_random_blocks, num_heads,
-                                      np.random.RandomState(seed))
+def _cached_plan(*key) -> BlockPlan:
+    plan = BlockPlan(*key)
+    plan.random_blocks  # drawn now, so that a plan that cannot be drawn fails here
+    return plan
+
+
+@functools.lru_cache(maxsize=256)
+def _random_blocks(plan: BlockPlan) -> np.ndarray:
+    n, r, heads = plan.num_blocks, plan.num_random_blocks, plan.num_heads
+    if plan.mode == "eval":
+        random = np.zeros((heads, n - 2, r), dtype=np.int64)
+    elif plan.old_plan_length:
+        random = legacy_random_blocks(plan.old_plan_length // plan.block_size, n, plan.block_size, r, heads,
+                                      np.random.RandomState(plan.seed))
     else:
-        random = per_head_random_blocks(n, num_random_blocks, num_heads, np.random.RandomState(seed))
+        random = per_head_random_blocks(n, r, heads, np.random.RandomState(plan.seed))
     random.setflags(write=False)
-    return BlockPlan(seq_len, block_size, num_random_blocks, num_heads, seed, mode, random)
+    return random
 
 
 def _attended_lists(n: int, random: np.ndarray) -> np.ndarray:
