@@ -65,7 +65,7 @@ def draw_queries(tokenizer, texts: list[str], per_article: int, length: int, see
 
 def chunk_embed(embedder, texts: list[str], batch_size: int) -> torch.Tensor:
     """(c): each text's first 4096 tokens in chunks of 510 (+[CLS], [SEP]); the chunk vectors averaged."""
-    from bigbird.embeddings import embed
+    from bigbird.search import embed
 
     tokenizer = embedder.tokenizer
     out = []
@@ -101,7 +101,7 @@ def main() -> None:
     parser.add_argument("--timing-articles", type=int, default=3, help="4096-token articles timed for (b) vs (c)")
     args = parser.parse_args()
 
-    from bigbird.embeddings import embed, load_embedder
+    from bigbird.search import embed, load_embedder
 
     embedder = load_embedder()
     corpus = articles()

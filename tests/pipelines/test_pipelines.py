@@ -11,9 +11,10 @@ import pytest
 import torch
 
 import bigbird
+import bigbird.pipelines.tasks
 from bigbird import answer, classify, fill_mask, summarize
 from bigbird.pipelines import TruncationWarning
-from bigbird.pipelines_qa import windows
+from bigbird.pipelines.qa import windows
 from tiny_checkpoints import LABELS, WINDOW, checkpoints, made_up_text  # noqa: F401 (fixture)
 
 _MODELS = {}
@@ -294,3 +295,46 @@ def test_a_checkpoint_or_input_for_another_task_is_refused(checkpoints, call, ta
 def test_a_missing_checkpoint_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="no-such-model"):
         classify("text", str(tmp_path / "no-such-model"))
+
+
+# ----- generation settings and Hub arguments -----
+
+@pytest.mark.parametrize("settings, message", [
+    ({"num_beams": 2.5}, "num_beams must be a whole number of at least 1, not 2.5"),
+    ({"num_beams": "two"}, "num_beams must be a whole number of at least 1, not 'two'"),
+    ({"max_new_tokens": 0}, "max_new_tokens must be a whole number of at least 1, not 0"),
+    ({"min_length": 30, "max_length": 10}, "min_length=30 is more than max_length=10"),
+    ({"min_length": 30}, "min_length=30 is more than max_length=12"),  # the checkpoint's max_length is 12
+    ({"beams": 2}, r"unknown generation settings \['beams'\]"),
+    ({"temperature": 0.5}, "invalid generation settings .* `do_sample` is not set to `True`"),
+])
+def test_bad_generation_settings_are_refused_before_the_weights_load(checkpoints, monkeypatch, settings, message):
+    def load(*args, **kwargs):
+        raise AssertionError("the weights were loaded")
+
+    monkeypatch.setattr(bigbird.pipelines.tasks, "load", load)
+    with pytest.raises(ValueError, match=message):
+        summarize("a text", checkpoints["summarize"], generate_kwargs=settings)
+    model, tokenizer = _loaded(checkpoints, "summarize")
+    with pytest.raises(ValueError, match=message):
+        summarize("a text", model, tokenizer, generate_kwargs=settings)
+
+
+def test_generate_arguments_that_are_not_settings_pass_through(checkpoints):
+    model, tokenizer = _loaded(checkpoints, "summarize")
+    calls = []
+
+    def no_change(input_ids, scores):
+        calls.append(input_ids.shape)
+        return scores
+
+    plain = summarize("a text", model, tokenizer, generate_kwargs={"num_beams": 1, "max_new_tokens": 3})
+    hooked = summarize("a text", model, tokenizer, generate_kwargs={"num_beams": 1, "max_new_tokens": 3,
+                                                                    "logits_processor": [no_change]})
+    assert hooked == plain and calls
+
+
+def test_hub_arguments_reach_from_pretrained_and_others_are_refused(checkpoints):
+    assert classify("some text", str(checkpoints["classify"]), revision="main", local_files_only=True)["label"]
+    with pytest.raises(TypeError, match=r"unexpected keyword arguments \['num_label'\]"):
+        classify("some text", checkpoints["classify"], num_label=3)

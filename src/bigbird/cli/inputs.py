@@ -3,7 +3,8 @@
 A text file (or standard input) is one document whose id is its path ("-" for standard input). A JSON-lines
 file (name ending in .jsonl, or any input with --jsonl) holds one JSON object per line, e.g.
 `{"id": 7, "text": "..."}` or `{"id": 7, "question": "...", "context": "..."}`; a record without "id" is
-named `path:line`. Whatever cannot be read becomes a `Problem` naming the file or record, and reading goes on.
+named `path:line`. Whatever cannot be read (a missing file, binary data such as a .tar or a PDF, text that is
+not UTF-8, a bad JSON line) becomes a `Problem` naming the file or record, and reading goes on.
 """
 
 from __future__ import annotations
@@ -32,7 +33,25 @@ class Problem:
     message: str
 
 
+# the first bytes of common binary formats that are not text in any encoding
+MAGIC = {b"\x1f\x8b": "a gzip archive", b"PK\x03\x04": "a zip archive (or .docx, .xlsx, .jar)",
+         b"BZh": "a bzip2 archive", b"\xfd7zXZ\x00": "an xz archive", b"7z\xbc\xaf": "a 7-zip archive",
+         b"%PDF": "a PDF document", b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image",
+         b"\x7fELF": "a program"}
+
+
+def _binary(data: bytes) -> str | None:
+    """What binary data looks like ("a gzip archive", ...), or None when it may be text."""
+    kind = next((kind for magic, kind in MAGIC.items() if data.startswith(magic)), None)
+    if kind is None and b"\x00" in data[:8192]:  # text has no NUL bytes; tar, images and programs do
+        kind = "a tar archive" if data[257:262] == b"ustar" else "binary data"
+    return kind
+
+
 def _decode(data: bytes, name: str) -> str | Problem:
+    kind = _binary(data)
+    if kind is not None:
+        return Problem(name, f"not text: {kind}; extract or convert it to a text file first")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as error:

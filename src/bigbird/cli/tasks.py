@@ -1,38 +1,22 @@
-"""The `bigbird` command: long-document classification, question answering, summarization, mask filling, and
-the benchmarks. Run `bigbird --help` or `bigbird SUBCOMMAND --help`."""
+"""`bigbird classify|qa|summarize|fill-mask`: the pipelines over documents from files, directories, standard
+input or JSON lines, one JSON line out per document. `add_task_parsers(subparsers)` registers them; `run_task(args)`
+runs one and returns the exit status."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import warnings
 from collections.abc import Callable
 
 from tqdm import tqdm
 
-from .bench import add_bench_parser
-from .embed import EMBED_COMMANDS, add_commands as add_embed_commands
 from .inputs import Document, read
-from .train import add_train_parser
+from .options import count, looks_like_setting, output_problem, positive, settings
+from .report import Reporter
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-MAIN_HELP = """\
-BigBird reads long documents (thousands of tokens) with block-sparse attention. Each subcommand loads a
-checkpoint (directory or Hugging Face Hub id), reads documents from files, a directory, standard input or a
-JSON-lines file, and writes one JSON line per document to standard output (or --output).
-
-examples:
-  bigbird classify --model ./my-classifier reviews/           # one JSON line per file
-  bigbird qa --model google/bigbird-base-trivia-itc --question "Who wrote it?" book.txt
-  bigbird summarize --model google/bigbird-pegasus-large-arxiv papers.jsonl -o summaries.jsonl
-  echo "Paris is the [MASK] of France." | bigbird fill-mask --model google/bigbird-roberta-base
-  bigbird bench                                                # attention and model benchmarks, quick
-
-exit status: 0 when every document was processed, 1 when some (or all) could not be, 2 on a usage error.
-Problems are reported on standard error, naming the file or record; the other documents are still written."""
 
 INPUT_HELP = """\
 inputs: files, directories (their files), "-" for standard input (the default). A file ending in .jsonl (or
@@ -55,6 +39,8 @@ TASKS = {
         help="summarize documents with a BigBird-Pegasus checkpoint",
         record='"text": "..."',
         example="bigbird summarize --model google/bigbird-pegasus-large-arxiv --generate num_beams=2 paper.txt\n"
+                "  bigbird summarize -m ./pegasus --generate num_beams=4,max_new_tokens=256 --generate "
+                "no_repeat_ngram_size=3 a.txt\n"
                 '  {"id": "paper.txt", "summary": "..."}',
     ),
     "fill-mask": dict(
@@ -66,34 +52,8 @@ TASKS = {
 }
 
 
-def _setting(pair: str) -> tuple[str, object]:
-    """KEY=VALUE as (key, value); the value is read as JSON when it parses (numbers, true, ...)."""
-    key, sep, value = pair.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {pair!r}")
-    try:
-        return key, json.loads(value)
-    except json.JSONDecodeError:
-        return key, value
-
-
-def _positive(text: str) -> int:
-    value = int(text) if text.lstrip("-").isdigit() else None
-    if value is None or value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
-
-
-def _count(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a whole number (0 or more), got {text!r}")
-    return int(text)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="bigbird", description=MAIN_HELP,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command")
+def add_task_parsers(commands) -> None:
+    """Add classify, qa, summarize and fill-mask to the `bigbird` parser's subparsers."""
     for name, spec in TASKS.items():
         sub = commands.add_parser(name, help=spec["help"], formatter_class=argparse.RawDescriptionHelpFormatter,
                                   description=f"{spec['help'][0].upper()}{spec['help'][1:]}.\n\n"
@@ -102,29 +62,27 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--model", "-m", required=True, help="checkpoint directory or Hugging Face Hub id")
         sub.add_argument("--output", "-o", help="write the JSON lines to this file instead of standard output")
         sub.add_argument("--jsonl", action="store_true", help="read every input as JSON lines")
-        sub.add_argument("--batch-size", type=_positive, default=8 if name != "summarize" else 4,
+        sub.add_argument("--batch-size", type=positive, default=8 if name != "summarize" else 4,
                          help="documents (qa: windows) per forward pass (default: %(default)s)")
-        sub.add_argument("--max-length", type=_positive,
+        sub.add_argument("--max-length", type=positive,
                          help="tokens per window (default: the model's, e.g. 4096); longer documents are "
                               + ("read in overlapping windows" if name == "qa" else "truncated, with a warning"))
         sub.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
         sub.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="weights dtype (default: float32)")
         if name in ("classify", "fill-mask"):
-            sub.add_argument("--top-k", type=_positive, default=1 if name == "classify" else 5,
+            sub.add_argument("--top-k", type=positive, default=1 if name == "classify" else 5,
                              help="how many labels / candidates to list (default: %(default)s)")
         if name == "qa":
             sub.add_argument("--question", "-q", help="the question for every document (JSON records may carry "
                                                       "their own)")
-            sub.add_argument("--stride", type=_count, help="context tokens shared by neighbouring windows "
+            sub.add_argument("--stride", type=count, help="context tokens shared by neighbouring windows "
                                                         "(default: min(128, half a window's context))")
-            sub.add_argument("--max-answer-length", type=_positive, default=30, help="in tokens (default: %(default)s)")
+            sub.add_argument("--max-answer-length", type=positive, default=30, help="in tokens (default: %(default)s)")
         if name == "summarize":
-            sub.add_argument("--generate", nargs="+", default=[], metavar="KEY=VALUE", type=_setting,
-                             help="override the checkpoint's generation settings, e.g. num_beams=2 max_new_tokens=128")
-    add_bench_parser(commands)
-    add_embed_commands(commands)
-    add_train_parser(commands)
-    return parser
+            sub.add_argument("--generate", action="append", default=[], metavar="KEY=VALUE[,KEY=VALUE...]",
+                             type=settings, help="override a generation setting of the checkpoint's "
+                                                 "generation_config.json, e.g. num_beams=2; repeat the option or "
+                                                 "join settings with commas: num_beams=2,max_new_tokens=128")
 
 
 def _prepare(command: str, args, document: Document) -> dict | str:
@@ -146,11 +104,15 @@ def _prepare(command: str, args, document: Document) -> dict | str:
 
 
 def _pipeline(command: str, args) -> tuple[Callable[[list[dict]], list[dict]], list]:
-    """Load the model once; returns a function from a list of prepared documents to their results."""
+    """Load the model once; returns a function from a list of prepared documents to their results, and the
+    warnings of loading. Generation settings are checked before the weights load."""
     from .. import pipelines
+    from ..pipelines.generation import summary_settings
     from ..pipelines.loading import load
 
     task = "answer" if command == "qa" else command
+    if command == "summarize":
+        generate = summary_settings(dict(pair for group in args.generate for pair in group), args.model)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         loaded = load(task, args.model, device=args.device, dtype=args.dtype, max_length=args.max_length)
@@ -161,39 +123,11 @@ def _pipeline(command: str, args) -> tuple[Callable[[list[dict]], list[dict]], l
     if command == "fill-mask":
         return (lambda docs: pipelines.fill_mask([d["text"] for d in docs], top_k=args.top_k, **common)), caught
     if command == "summarize":
-        settings = dict(args.generate)
-        loaded.model.generation_config.merged(**settings)  # unknown settings fail here, before any document
-        return (lambda docs: pipelines.summarize([d["text"] for d in docs], generate_kwargs=settings,
+        return (lambda docs: pipelines.summarize([d["text"] for d in docs], generate_kwargs=generate,
                                                  **common)), caught
     return (lambda docs: pipelines.answer([d["question"] for d in docs], [d["context"] for d in docs],
                                           stride=args.stride, max_answer_length=args.max_answer_length,
                                           **common)), caught
-
-
-class Reporter:
-    """Problems and warnings on standard error (above a progress bar), naming the document; counts what worked."""
-
-    def __init__(self, command: str):
-        self.command = command
-        self.done = 0
-        self.failed = 0
-
-    def problem(self, name, message: str) -> None:
-        self.failed += 1
-        tqdm.write(f"bigbird {self.command}: error: {name}: {message}", file=sys.stderr)
-
-    def warning(self, message: str) -> None:
-        tqdm.write(f"bigbird {self.command}: warning: {message}", file=sys.stderr)
-
-    def warnings(self, caught, ids: list) -> None:
-        from ..pipelines.loading import TruncationWarning
-
-        for record in caught:
-            warning = record.message
-            if isinstance(warning, TruncationWarning):
-                self.warning(f"{ids[warning.index]}: {warning.detail}")
-            else:
-                self.warning(str(warning))
 
 
 def _run_chunk(run, chunk: list[tuple[Document, dict]], reporter: Reporter, write) -> None:
@@ -204,51 +138,63 @@ def _run_chunk(run, chunk: list[tuple[Document, dict]], reporter: Reporter, writ
             results = run([prepared for _, prepared in chunk])
     except Exception as error:
         if len(chunk) == 1:
-            reporter.problem(chunk[0][0].id, _describe(error))
+            reporter.problem(chunk[0][0].id, describe(error))
         else:
             for item in chunk:
                 _run_chunk(run, [item], reporter, write)
         return
-    reporter.warnings(caught, [document.id for document, _ in chunk])
+    for record in caught:
+        reporter.warning(record.message, [document.id for document, _ in chunk])
     for (document, _), result in zip(chunk, results):
         write(document, result)
 
 
-def _describe(error: Exception) -> str:
-    return str(error) if isinstance(error, (ValueError, TypeError, FileNotFoundError)) \
-        else f"{type(error).__name__}: {error}"
+def describe(error: Exception) -> str:
+    """An error as a user reads it: the message of the errors we raise on purpose, else its type too."""
+    return str(error) if isinstance(error, (ValueError, TypeError, OSError)) else f"{type(error).__name__}: {error}"
+
+
+def _usage_problem(args) -> str | None:
+    if args.command == "qa" and args.question is None and not args.jsonl \
+            and not any(source.endswith(".jsonl") for source in args.inputs):
+        return "pass --question, or JSON-lines records with a question and a context"
+    if "-" in args.inputs and sys.stdin.isatty():
+        return f"no input: name files or a directory, or pipe text in (see bigbird {args.command} --help)"
+    given = [source for source in args.inputs if looks_like_setting(source)]
+    if args.command == "summarize" and given:
+        return (f"{given[0]} looks like a generation setting, not a file: give each setting its own --generate "
+                "(--generate num_beams=2 --generate max_new_tokens=128), or join them with commas "
+                "(--generate num_beams=2,max_new_tokens=128)")
+    return None
 
 
 def run_task(args) -> int:
-    if args.command == "qa" and args.question is None and not args.jsonl \
-            and not any(source.endswith(".jsonl") for source in args.inputs):
-        print("bigbird qa: error: pass --question, or JSON-lines records with a question and a context",
-              file=sys.stderr)
+    """Run classify, qa, summarize or fill-mask as parsed into `args`; returns the exit status."""
+    reporter = Reporter(args.command)
+    problem = _usage_problem(args)
+    if problem:
+        reporter.error(problem)
         return EXIT_USAGE
-    if "-" in args.inputs and sys.stdin.isatty():
-        print(f"bigbird {args.command}: error: no input: name files or a directory, or pipe text in "
-              f"(see bigbird {args.command} --help)", file=sys.stderr)
-        return EXIT_USAGE
-    try:
-        output = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
-    except OSError as error:
-        print(f"bigbird {args.command}: error: cannot write {args.output}: {error.strerror}", file=sys.stderr)
+    problem = output_problem(args.output)
+    if problem:
+        reporter.error(problem)
         return EXIT_FAILED
+    output = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
     try:
-        return _run_documents(args, output)
+        return _run_documents(args, output, reporter)
     finally:
         if output is not sys.stdout:
             output.close()
 
 
-def _run_documents(args, output) -> int:
-    reporter = Reporter(args.command)
+def _run_documents(args, output, reporter: Reporter) -> int:
     try:
         run, caught = _pipeline(args.command, args)
     except Exception as error:
-        print(f"bigbird {args.command}: error: {_describe(error)}", file=sys.stderr)
+        reporter.error(describe(error))
         return EXIT_FAILED
-    reporter.warnings(caught, [])
+    for record in caught:
+        reporter.warning(record.message)
 
     ready: list[tuple[Document, dict]] = []
     for item in read(args.inputs, args.jsonl, "context" if args.command == "qa" else "text"):
@@ -279,26 +225,3 @@ def _run_documents(args, output) -> int:
               file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `bigbird` console script; returns the exit status."""
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return EXIT_USAGE
-    if extra and args.command != "bench":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    try:
-        if args.command == "bench":
-            return args.run(args, extra)
-        if args.command in EMBED_COMMANDS or args.command == "train":
-            return args.run(args)
-        return run_task(args)
-    except KeyboardInterrupt:
-        print(f"bigbird {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # the reader of our output went away (e.g. `| head`): stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK

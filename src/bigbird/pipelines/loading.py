@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 import os
 import warnings
 from collections.abc import Iterator, Sequence
 from importlib import import_module
 
 import torch
+import transformers
+from transformers.utils import logging as transformers_logging
 
-from ..checkpoint import resolve_dtype
-from ..hub import resolve_file
-from ..tokenization_json import load_tokenizer
+from ..models.loading import HUB_ARGUMENTS, read_config
 
 # task -> model_type -> the head class that task needs; checkpoints saved from `also` classes load into it too
 TASK_CLASSES = {
@@ -30,6 +30,7 @@ TASK_WORDS = {
     "fill-mask": "a masked-language-model",
     "summarize": "a summarization (conditional generation)",
 }
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 class TruncationWarning(UserWarning):
@@ -50,16 +51,44 @@ class Loaded:
     window: int
 
 
+def check_hub_kwargs(hub_kwargs: dict) -> None:
+    """Refuse keyword arguments that are not `from_pretrained`'s Hub arguments (revision, token, ...)."""
+    unknown = sorted(set(hub_kwargs) - set(HUB_ARGUMENTS))
+    if unknown:
+        raise TypeError(f"unexpected keyword arguments {unknown}: the Hub arguments are {', '.join(HUB_ARGUMENTS)}")
+
+
+def torch_dtype(dtype) -> torch.dtype | None:
+    """A torch dtype from a dtype or its name ("float32", "bfloat16", "float16"); None stays None."""
+    if dtype is None or isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be a torch dtype or one of {', '.join(DTYPES)}, not {dtype!r}")
+    return getattr(torch, dtype)
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """Transformers' loading reports (weights a head checkpoint has that an encoder does not use) silenced."""
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+
+
+def load_tokenizer(name_or_path: str | os.PathLike, **hub_kwargs):
+    """The checkpoint's tokenizer (`transformers.AutoTokenizer`), with an error saying how to add a missing one."""
+    try:
+        return transformers.AutoTokenizer.from_pretrained(name_or_path, **hub_kwargs)
+    except (OSError, ValueError, TypeError) as error:
+        raise ValueError(f"{os.fspath(name_or_path)} has no usable tokenizer ({error}): save one next to the model "
+                         "with tokenizer.save_pretrained(), or pass tokenizer=...") from None
+
+
 def _bigbird_class(name: str):
     return getattr(import_module("bigbird"), name)
-
-
-def _checkpoint_config(name_or_path: str | os.PathLike) -> dict:
-    path = resolve_file(name_or_path, "config.json")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not valid JSON ({error}): the checkpoint's config.json is damaged") from None
 
 
 def _task_class_name(task: str, model_type: str, source: str) -> str:
@@ -92,33 +121,40 @@ def window_length(config, tokenizer, max_length: int | None) -> int:
     return max_length
 
 
-def load(task: str, model, tokenizer=None, *, device=None, dtype=None, max_length: int | None = None) -> Loaded:
+def _from_checkpoint(task: str, path, tokenizer, dtype, hub_kwargs: dict):
+    values = read_config(path, **hub_kwargs)
+    class_name = _task_class_name(task, values.get("model_type", ""), os.fspath(path))
+    _check_architecture(task, class_name, values.get("architectures") or [], os.fspath(path))
+    if tokenizer is None:
+        tokenizer = load_tokenizer(path, **hub_kwargs)
+    model = _bigbird_class(class_name).from_pretrained(path, dtype=torch_dtype(dtype), **hub_kwargs)
+    return model, tokenizer
+
+
+def load(task: str, model, tokenizer=None, *, device=None, dtype=None, max_length: int | None = None,
+         **hub_kwargs) -> Loaded:
     """The model (class chosen by `task` and the checkpoint's `model_type`) and tokenizer for a pipeline.
 
-    `model` is a checkpoint directory or Hub id (its tokenizer is loaded from there unless given), or a loaded
-    model, which then needs its `tokenizer`. A checkpoint saved for another task is refused with a message
-    saying so. `device` and `dtype` (a torch dtype or its name) move and cast the model.
+    `model` is a checkpoint directory or Hub id (its tokenizer is loaded from there unless given; `hub_kwargs`
+    such as `revision` or `token` go to `from_pretrained`), or a loaded model, which then needs its `tokenizer`.
+    A checkpoint saved for another task is refused with a message saying so. `device` and `dtype` (a torch
+    dtype or its name) move and cast the model.
     """
+    check_hub_kwargs(hub_kwargs)
     if isinstance(model, (str, os.PathLike)):
-        values = _checkpoint_config(model)
-        model_type = values.get("model_type", "")
-        class_name = _task_class_name(task, model_type, str(model))
-        _check_architecture(task, class_name, values.get("architectures") or [], str(model))
-        if tokenizer is None:
-            tokenizer = load_tokenizer(model, model_type)
-        model = _bigbird_class(class_name).from_pretrained(model, dtype=dtype, device=device)
+        model, tokenizer = _from_checkpoint(task, model, tokenizer, dtype, hub_kwargs)
+        dtype = None
+    elif tokenizer is None:
+        raise ValueError("a loaded model needs its tokenizer: pass tokenizer=...")
+    elif not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
+        raise TypeError(f"model must be a checkpoint directory, a Hub id or a bigbird model, not {type(model)}")
     else:
-        if tokenizer is None:
-            raise ValueError("a loaded model needs its tokenizer: pass tokenizer=...")
-        if not isinstance(model, torch.nn.Module) or not hasattr(model, "config"):
-            raise TypeError(f"model must be a checkpoint directory, a Hub id or a bigbird model, not {type(model)}")
         class_name = _task_class_name(task, model.config.model_type, type(model).__name__)
         if not isinstance(model, _bigbird_class(class_name)):
             raise ValueError(f"{task} needs a {class_name}, not a {type(model).__name__}")
-        if device is not None or dtype is not None:
-            model = model.to(device=device, dtype=resolve_dtype(dtype, model.config) if dtype is not None else None)
-        model.eval()
-    return Loaded(model, tokenizer, window_length(model.config, tokenizer, max_length))
+    if device is not None or dtype is not None:
+        model = model.to(device=device, dtype=torch_dtype(dtype))
+    return Loaded(model.eval(), tokenizer, window_length(model.config, tokenizer, max_length))
 
 
 def as_list(texts: str | Sequence[str], name: str) -> tuple[list[str], bool]:
@@ -134,14 +170,14 @@ def as_list(texts: str | Sequence[str], name: str) -> tuple[list[str], bool]:
 
 
 def check_top_k(top_k: int) -> None:
-    if not isinstance(top_k, int) or top_k < 1:
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
         raise ValueError(f"top_k must be a positive int, not {top_k!r}")
 
 
 def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> Iterator[list[int]]:
     """Indices of the rows, longest first, in groups of `batch_size`: rows of a batch have similar lengths."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, not {batch_size}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, not {batch_size!r}")
     order = sorted(range(len(lengths)), key=lambda index: -lengths[index])
     for start in range(0, len(order), batch_size):
         yield order[start:start + batch_size]
@@ -160,7 +196,7 @@ def padded(rows: Sequence[Sequence[int]], pad_id: int, device) -> dict[str, torc
 
 def truncated(tokenizer, texts: list[str], window: int, verb: str) -> list[list[int]]:
     """Token ids of each text cut to `window` tokens (special tokens kept); a `TruncationWarning` per cut."""
-    full = tokenizer(texts)["input_ids"]
+    full = tokenizer(texts, verbose=False)["input_ids"]
     long = [index for index, ids in enumerate(full) if len(ids) > window]
     if long:
         cut = tokenizer([texts[index] for index in long], truncation=True, max_length=window)["input_ids"]

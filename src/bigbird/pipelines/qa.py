@@ -47,7 +47,8 @@ def windows(tokenizer, questions: Sequence[str], contexts: Sequence[str], window
             stride: int | None) -> list[Window]:
     """Every document's windows: [CLS] question [SEP] context piece [SEP], at most `window` tokens, neighbours
     sharing `stride` context tokens (default: min(128, half the room the question leaves))."""
-    question_lengths = [len(ids) for ids in tokenizer(list(questions), add_special_tokens=False)["input_ids"]]
+    question_ids = tokenizer(list(questions), add_special_tokens=False, verbose=False)["input_ids"]
+    question_lengths = [len(ids) for ids in question_ids]
     specials = tokenizer.num_special_tokens_to_add(pair=True)
     out = []
     for document, (question, context, length) in enumerate(zip(questions, contexts, question_lengths)):
@@ -105,13 +106,14 @@ def _answer(context: str, window: Window, first: int, last: int, log_score: floa
 
 def answer(question: str | Sequence[str], context: str | Sequence[str], model, tokenizer=None, *,
            stride: int | None = None, max_answer_length: int = 30, batch_size: int = 8,
-           max_length: int | None = None, device=None, dtype=None) -> dict | list[dict]:
+           max_length: int | None = None, device=None, dtype=None, **hub_kwargs) -> dict | list[dict]:
     """Answer each question from its context by extracting a span of the context.
 
     question, context: a str each, or lists of the same length. `model`: a question-answering checkpoint
     directory or Hub id, or a loaded `BigBirdForQuestionAnswering` (then pass its `tokenizer`). Contexts longer
     than the window (`max_length` tokens, default the model's) are read in windows overlapping by `stride`
-    tokens; windows of all documents run in length-sorted batches of `batch_size`.
+    tokens; windows of all documents run in length-sorted batches of `batch_size`. Other keyword arguments are
+    `from_pretrained`'s Hub arguments (`revision`, `token`, ...).
 
     Returns per question `{"answer": str, "start": int, "end": int, "score": float, "no_answer": bool}` where
     `context[start:end] == answer`; a no-answer result has answer "" and start = end = 0.
@@ -119,7 +121,7 @@ def answer(question: str | Sequence[str], context: str | Sequence[str], model, t
     questions, contexts, single = _pairs(question, context)
     if max_answer_length < 1:
         raise ValueError(f"max_answer_length must be at least 1, not {max_answer_length}")
-    loaded = load("answer", model, tokenizer, device=device, dtype=dtype, max_length=max_length)
+    loaded = load("answer", model, tokenizer, device=device, dtype=dtype, max_length=max_length, **hub_kwargs)
     model, tokenizer = loaded.model, loaded.tokenizer
     pieces = windows(tokenizer, questions, contexts, loaded.window, stride)
     with_null = tokenizer.cls_token_id is not None

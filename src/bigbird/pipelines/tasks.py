@@ -1,9 +1,10 @@
 """Pipelines over long documents: `classify`, `answer`, `summarize`, `fill_mask`.
 
 Each takes a checkpoint directory or Hub id (or a loaded model with its tokenizer), one text or a list of
-texts, and returns plain dicts. Documents run in batches sorted by length, so that a batch pads little; a
-document longer than the model's window is truncated to it with a `TruncationWarning` (`answer` instead
-reads long contexts in overlapping windows). With `batch_size=1` a document's result does not depend on the
+texts, and returns plain dicts; keyword arguments beyond the documented ones are `from_pretrained`'s Hub
+arguments (`revision`, `token`, `cache_dir`, ...). Documents run in batches sorted by length, so that a batch
+pads little; a document longer than the model's window is truncated to it with a `TruncationWarning`
+(`answer` instead reads long contexts in overlapping windows). With `batch_size=1` a document's result does not depend on the
 others: block-sparse attention is not padding-invariant, so a padded batch can shift scores slightly.
 """
 
@@ -13,14 +14,16 @@ from collections.abc import Sequence
 
 import torch
 
-from .loading import TruncationWarning, as_list, check_top_k, length_sorted_batches, load, padded, truncated
+from .generation import summary_settings
+from .loading import (TruncationWarning, as_list, check_hub_kwargs, check_top_k, length_sorted_batches, load,
+                      padded, truncated)
 from .qa import answer
 
 __all__ = ["classify", "answer", "summarize", "fill_mask", "TruncationWarning"]
 
 
 def classify(texts: str | Sequence[str], model, tokenizer=None, *, top_k: int = 1, batch_size: int = 8,
-             max_length: int | None = None, device=None, dtype=None) -> dict | list[dict]:
+             max_length: int | None = None, device=None, dtype=None, **hub_kwargs) -> dict | list[dict]:
     """Label each text with the checkpoint's `id2label`.
 
     `model`: a sequence-classification checkpoint directory or Hub id, or a loaded model (then pass its
@@ -30,7 +33,7 @@ def classify(texts: str | Sequence[str], model, tokenizer=None, *, top_k: int = 
     """
     texts, single = as_list(texts, "texts")
     check_top_k(top_k)
-    loaded = load("classify", model, tokenizer, device=device, dtype=dtype, max_length=max_length)
+    loaded = load("classify", model, tokenizer, device=device, dtype=dtype, max_length=max_length, **hub_kwargs)
     model, config = loaded.model, loaded.model.config
     names = getattr(config, "id2label", None) or {i: f"LABEL_{i}" for i in range(config.num_labels)}
     independent = config.problem_type == "multi_label_classification" or config.num_labels == 1
@@ -49,33 +52,33 @@ def classify(texts: str | Sequence[str], model, tokenizer=None, *, top_k: int = 
 
 
 def summarize(texts: str | Sequence[str], model, tokenizer=None, *, batch_size: int = 4,
-              max_length: int | None = None, device=None, dtype=None,
-              generate_kwargs: dict | None = None) -> dict | list[dict]:
-    """Summarize each text with a BigBird-Pegasus generation checkpoint.
+              max_length: int | None = None, device=None, dtype=None, generate_kwargs: dict | None = None,
+              **hub_kwargs) -> dict | list[dict]:
+    """Summarize each text with a BigBird-Pegasus generation checkpoint, through Transformers' `generate`.
 
     Decoding follows the checkpoint's generation_config.json (beams, lengths, ...); `generate_kwargs`
-    (e.g. `{"num_beams": 2, "max_new_tokens": 64}`) override it. `max_length` limits the input tokens.
+    (e.g. `{"num_beams": 2, "max_new_tokens": 64}`) override it, and are checked before the weights load: an
+    unknown setting or a bad value is a ValueError. `max_length` limits the input tokens.
     Returns per text `{"summary": str}`; a list of them for a list of texts.
     """
     texts, single = as_list(texts, "texts")
-    settings = dict(generate_kwargs or {})
-    if settings.get("num_return_sequences", 1) != 1 or settings.get("return_dict_in_generate"):
-        raise ValueError("summarize returns one summary per text: call model.generate for several sequences")
-    loaded = load("summarize", model, tokenizer, device=device, dtype=dtype, max_length=max_length)
+    check_hub_kwargs(hub_kwargs)
+    settings = summary_settings(generate_kwargs, model, **hub_kwargs)
+    loaded = load("summarize", model, tokenizer, device=device, dtype=dtype, max_length=max_length, **hub_kwargs)
     model, tokenizer = loaded.model, loaded.tokenizer
     ids = truncated(tokenizer, texts, loaded.window, "summarized")
     results: list[dict] = [None] * len(texts)
     with torch.inference_mode():
         for rows in length_sorted_batches([len(row) for row in ids], batch_size):
-            generated = model.generate(**padded([ids[row] for row in rows], tokenizer.pad_token_id, model.device),
-                                       **settings)
+            inputs = padded([ids[row] for row in rows], tokenizer.pad_token_id, model.device)
+            generated = model.generate(**inputs, **settings)
             for row, summary in zip(rows, tokenizer.batch_decode(generated, skip_special_tokens=True)):
                 results[row] = {"summary": summary.strip()}
     return results[0] if single else results
 
 
 def fill_mask(texts: str | Sequence[str], model, tokenizer=None, *, top_k: int = 5, batch_size: int = 8,
-              max_length: int | None = None, device=None, dtype=None) -> dict | list[dict]:
+              max_length: int | None = None, device=None, dtype=None, **hub_kwargs) -> dict | list[dict]:
     """Predict the tokens behind each mask token (`tokenizer.mask_token`, "[MASK]" for BigBird) of each text.
 
     `model`: a masked-language-model checkpoint (BigBirdForMaskedLM or BigBirdForPreTraining weights) or a
@@ -84,7 +87,7 @@ def fill_mask(texts: str | Sequence[str], model, tokenizer=None, *, top_k: int =
     """
     texts, single = as_list(texts, "texts")
     check_top_k(top_k)
-    loaded = load("fill-mask", model, tokenizer, device=device, dtype=dtype, max_length=max_length)
+    loaded = load("fill-mask", model, tokenizer, device=device, dtype=dtype, max_length=max_length, **hub_kwargs)
     model, tokenizer = loaded.model, loaded.tokenizer
     mask_id = tokenizer.mask_token_id
     ids = truncated(tokenizer, texts, loaded.window, "masks predicted")

@@ -1,0 +1,70 @@
+"""What the `bigbird` command says on standard error: problems and warnings naming the document, printed as
+they happen above a progress bar, which is drawn only on a terminal."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+import warnings
+
+from tqdm import tqdm
+
+from ..pipelines.loading import TruncationWarning
+
+
+class Reporter:
+    """Problems and warnings as `bigbird COMMAND: error|warning: ...` lines; counts what worked and what failed."""
+
+    def __init__(self, command: str):
+        self.command = command
+        self.done = 0
+        self.failed = 0
+
+    def problem(self, name, message: str) -> None:
+        self.failed += 1
+        tqdm.write(f"bigbird {self.command}: error: {name}: {message}", file=sys.stderr)
+
+    def error(self, message: str) -> None:
+        tqdm.write(f"bigbird {self.command}: error: {message}", file=sys.stderr)
+
+    def note(self, message: str) -> None:
+        tqdm.write(f"bigbird {self.command}: {message}", file=sys.stderr)
+
+    def warning(self, warning: Warning | str, ids: list | None = None) -> None:
+        """One warning; a `TruncationWarning` is named by `ids[its index]`."""
+        if isinstance(warning, TruncationWarning) and ids:
+            warning = f"{ids[warning.index]}: {warning.detail}"
+        tqdm.write(f"bigbird {self.command}: warning: {warning}", file=sys.stderr)
+
+    @contextlib.contextmanager
+    def live(self, ids: list):
+        """Within the block, every warning is printed when it is raised (documents named by `ids`)."""
+        def show(message, category, filename, lineno, file=None, line=None):
+            self.warning(message, ids)
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            warnings.showwarning = show
+            yield
+
+
+class Progress:
+    """A bar of documents done with the tokens read per second; `progress(documents, tokens)` after each batch."""
+
+    def __init__(self, total: int):
+        self.bar = tqdm(total=total, unit="doc", file=sys.stderr, disable=not sys.stderr.isatty())
+        self.tokens = 0
+        self.start = time.perf_counter()
+
+    def __call__(self, documents: int, tokens: int) -> None:
+        self.tokens += tokens
+        rate = self.tokens / max(time.perf_counter() - self.start, 1e-9)
+        self.bar.set_postfix_str(f"{rate:,.0f} tokens/s", refresh=False)
+        self.bar.update(documents)
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
