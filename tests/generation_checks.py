@@ -13,15 +13,12 @@ SAMPLING_SETTINGS = [
 
 
 def assert_sampling_matches_transformers(hf, model, inputs: dict, settings: dict) -> None:
-    """Same global seed, same tokens as Transformers; `seed=` and `generator=` give the same draws as each other."""
+    """Same global seed, same tokens as Transformers."""
     torch.manual_seed(3)
     expected = hf.generate(**inputs, max_new_tokens=10, **settings)
     torch.manual_seed(3)
     got = model.generate(**inputs, max_new_tokens=10, **settings)
     assert torch.equal(got, expected)
-    first = model.generate(**inputs, max_new_tokens=10, seed=11, **settings)
-    again = model.generate(**inputs, max_new_tokens=10, generator=torch.Generator().manual_seed(11), **settings)
-    assert torch.equal(first, again)
 
 
 def assert_checkpoint_defaults_apply(hf, model, inputs: dict, max_length: int, tmp_path) -> None:

@@ -21,7 +21,7 @@ from transformers.utils.generic import can_return_tuple
 
 from .attention import AttentionMasks, BigBirdSelfAttention, full_attention_masks, sparse_call
 from .inputs import check_length, check_model_inputs
-from .pretrained import BigBirdFamilyMixin
+from .pretrained import BigBirdFamilyMixin, CheckedGenerateMixin
 
 logger = logging.get_logger(__name__)
 
@@ -192,7 +192,7 @@ class BigBirdForMaskedLM(BigBirdFamilyMixin, hf.BigBirdForMaskedLM):
         self.post_init()
 
 
-class BigBirdForCausalLM(BigBirdFamilyMixin, hf.BigBirdForCausalLM):
+class BigBirdForCausalLM(BigBirdFamilyMixin, CheckedGenerateMixin, hf.BigBirdForCausalLM):
     """Transformers' language-model head and `generate()` over our `BigBirdModel`, always causal."""
 
     def __init__(self, config):

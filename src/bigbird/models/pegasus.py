@@ -4,7 +4,7 @@ Parameter names, configs (`transformers.BigBirdPegasusConfig`), outputs, the dec
 task heads and `generate()` are Transformers' own: each class here is Transformers' class with our
 `BigBirdPegasusEncoder` in `model.encoder`. The encoder decides per call whether block-sparse attention runs
 (as `BigBirdModel` does), pads to a block multiple and cuts back; an input never changes the model.
-`BigBirdPegasusForCausalLM` has no encoder, so it is Transformers' class itself.
+`BigBirdPegasusForCausalLM` has no encoder: it is Transformers' class with bigbird's loading and generate checks.
 """
 
 from __future__ import annotations
@@ -22,10 +22,7 @@ from transformers.utils.generic import can_return_tuple
 
 from .attention import AttentionMasks, BigBirdSelfAttention, full_attention_masks, sparse_call
 from .inputs import check_length, check_model_inputs
-from .pretrained import BigBirdFamilyMixin
-
-BigBirdPegasusForCausalLM = hf.BigBirdPegasusForCausalLM
-
+from .pretrained import BigBirdFamilyMixin, CheckedGenerateMixin
 
 class BigBirdPegasusEncoderAttention(nn.Module):
     """`self` (query/key/value and the attention) and the `output` projection."""
@@ -137,7 +134,8 @@ class BigBirdPegasusModel(BigBirdFamilyMixin, hf.BigBirdPegasusModel):
         self.post_init()
 
 
-class BigBirdPegasusForConditionalGeneration(BigBirdFamilyMixin, hf.BigBirdPegasusForConditionalGeneration):
+class BigBirdPegasusForConditionalGeneration(BigBirdFamilyMixin, CheckedGenerateMixin,
+                                             hf.BigBirdPegasusForConditionalGeneration):
     """Transformers' summarization head (tied `lm_head` + `final_logits_bias`) and `generate()` over our model."""
 
     def __init__(self, config):
@@ -169,3 +167,7 @@ class BigBirdPegasusForQuestionAnswering(BigBirdFamilyMixin, hf.BigBirdPegasusFo
         self.model = BigBirdPegasusModel(config)
         self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)
         self.post_init()
+
+
+class BigBirdPegasusForCausalLM(BigBirdFamilyMixin, CheckedGenerateMixin, hf.BigBirdPegasusForCausalLM):
+    """Transformers' decoder-only language model, unchanged (no encoder, so no block-sparse attention)."""

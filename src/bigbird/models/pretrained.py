@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .attention import ATTENTION_TYPES, check_random_plan
+from .generate_checks import check_generate_settings
 from .loading import HUB_ARGUMENTS, check_model_type
 
 
@@ -36,3 +37,12 @@ class BigBirdFamilyMixin:
         """"transformers" (Transformers' plans) or "paper" (the seeded random plan at inference too); saved in the
         config as `random_plan`."""
         self.config.random_plan = check_random_plan(value)
+
+
+class CheckedGenerateMixin:
+    """Mixed in before a Transformers class with `generate()`: settings that cannot work are refused first."""
+
+    def generate(self, inputs=None, generation_config=None, **kwargs):
+        """Transformers' `generate()`, after `check_generate_settings` (see `bigbird.models.generate_checks`)."""
+        check_generate_settings(self, generation_config, kwargs)
+        return super().generate(inputs, generation_config=generation_config, **kwargs)
