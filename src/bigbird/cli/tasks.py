@@ -68,7 +68,8 @@ def add_task_parsers(commands) -> None:
                          help="tokens per window (default: the model's, e.g. 4096); longer documents are "
                               + ("read in overlapping windows" if name == "qa" else "truncated, with a warning"))
         sub.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
-        sub.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], help="weights dtype (default: float32)")
+        sub.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
+                         help="weights dtype (default: the checkpoint's)")
         if name in ("classify", "fill-mask"):
             sub.add_argument("--top-k", type=positive, default=1 if name == "classify" else 5,
                              help="how many labels / candidates to list (default: %(default)s)")

@@ -4,8 +4,9 @@ Each takes a checkpoint directory or Hub id (or a loaded model with its tokenize
 texts, and returns plain dicts; keyword arguments beyond the documented ones are `from_pretrained`'s Hub
 arguments (`revision`, `token`, `cache_dir`, ...). Documents run in batches sorted by length, so that a batch
 pads little; a document longer than the model's window is truncated to it with a `TruncationWarning`
-(`answer` instead reads long contexts in overlapping windows). With `batch_size=1` a document's result does not depend on the
-others: block-sparse attention is not padding-invariant, so a padded batch can shift scores slightly.
+(`answer` instead reads long contexts in overlapping windows). With `batch_size=1` a document's result does
+not depend on the others: block-sparse attention is not padding-invariant, so a padded batch can shift scores
+slightly.
 """
 
 from __future__ import annotations
