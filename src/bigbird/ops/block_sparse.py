@@ -2,14 +2,18 @@
 
 Query blocks 0 and n-1 attend every key; each query block i in 1..n-2 attends three parts of the keys (see
 `parts`): the global key blocks 0 and n-1, the window i-1, i, i+1 and its random blocks. On CPU the op is the
-custom op of `cpu_op` (flash kernels merged by log-sum-exp; torch.compile and torch.export trace it as one node).
-Elsewhere, and whenever the probabilities are asked for, the parts are concatenated along the key axis and
-attended in one call. Nothing of size L x L is built unless the probabilities are asked for.
+custom op of `cpu_op` (flash kernels merged by log-sum-exp; torch.compile and torch.export trace it as one node);
+on CUDA the Triton kernel of `triton_kernel` where triton imports and the kernel takes the inputs. Elsewhere, and
+whenever the probabilities are asked for, the parts are concatenated along the key axis and attended in one call.
+Nothing of size L x L is built unless the probabilities are asked for.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
+import os
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
@@ -19,21 +23,76 @@ from .inputs import check_attention_inputs
 from .layout import BlockPlan
 from .parts import Parts
 
+BACKENDS = ("cpu", "sdpa", "triton")
+
 
 def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: BlockPlan,
-                           key_padding_mask: torch.Tensor | None = None, *, return_probs: bool = False):
+                           key_padding_mask: torch.Tensor | None = None, *, return_probs: bool = False,
+                           backend: str | None = None):
     """BigBird attention of q over k, v following `plan`, with Transformers' numerics.
 
     q, k, v: (batch, heads, length, head_dim), length a multiple of the plan's block size.
     key_padding_mask: (batch, length), 1 (or True) for tokens, 0 for padding; padded keys get -10000
     added to their scores and padded query rows output exactly 0.
+    backend: None picks the best implementation for the tensors' device (CPU: "cpu"; CUDA: "triton" where
+    triton imports and the kernel takes the inputs, else "sdpa"; other devices: "sdpa"). "cpu" is the CPU flash
+    path, "sdpa" the device-generic path (the parts concatenated, one scaled_dot_product_attention), "triton"
+    the Triton kernel (CUDA tensors, or CPU tensors under TRITON_INTERPRET=1).
     Returns the output (batch, heads, length, head_dim), or `(output, probs)` with probs
-    (batch, heads, length, length) when `return_probs` is True (an eager-only path).
+    (batch, heads, length, length) when `return_probs` is True (an eager-only explicit path, whatever the backend).
     """
     check_attention_inputs(q, k, v, plan, key_padding_mask)
-    if not return_probs and q.device.type == "cpu":
-        return cpu_block_sparse_attention(q, k, v, plan, key_padding_mask)
-    return _concatenated_attention(q, k, v, plan, key_padding_mask, return_probs)
+    implementation = _implementation(backend, q.device)
+    if return_probs:
+        return _concatenated_attention(q, k, v, plan, key_padding_mask, return_probs=True)
+    return implementation(q, k, v, plan, key_padding_mask)
+
+
+def _implementation(backend: str | None, device: torch.device) -> Callable:
+    """The function (q, k, v, plan, key_padding_mask) -> output that `backend` names for tensors on `device`."""
+    if backend is None:
+        return {"cpu": cpu_block_sparse_attention, "cuda": _best_on_cuda}.get(device.type, _sdpa_attention)
+    if backend == "cpu":
+        if device.type != "cpu":
+            raise ValueError(f"backend='cpu' runs PyTorch's CPU flash kernel and needs CPU tensors, got {device}: "
+                             f"use backend=None (the best for the device) or 'sdpa'")
+        return cpu_block_sparse_attention
+    if backend == "sdpa":
+        return _sdpa_attention
+    if backend == "triton":
+        if device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+            raise ValueError(f"backend='triton' runs Triton kernels, which need a CUDA device or TRITON_INTERPRET=1 "
+                             f"(the interpreter, for CPU tensors); got {device} tensors: use backend=None or 'cpu'")
+        return _triton_kernel().triton_block_sparse_attention
+    raise ValueError(f"backend must be None or one of {BACKENDS}, got {backend!r}")
+
+
+def _triton_kernel():
+    """The Triton kernel's module, imported on first use; an ImportError naming the alternatives if it cannot be."""
+    name = f"{__package__}.triton_kernel"
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name not in ("triton", name):
+            raise
+        missing = "the triton package" if error.name == "triton" else f"the module {name}"
+        raise ImportError(f"backend='triton' needs {missing}, which does not import here: install triton "
+                          f"(pip install triton) or use backend=None or 'sdpa' ('cpu' on CPU)") from error
+
+
+def _best_on_cuda(q, k, v, plan: BlockPlan, key_padding_mask):
+    """The Triton kernel where it imports and takes these inputs, the device-generic path otherwise."""
+    try:
+        kernel = _triton_kernel()
+    except ImportError:
+        return _sdpa_attention(q, k, v, plan, key_padding_mask)
+    if plan.block_size in kernel.BLOCK_SIZES and q.dtype in kernel.DTYPES and q.shape[-1] <= kernel.MAX_HEAD_DIM:
+        return kernel.triton_block_sparse_attention(q, k, v, plan, key_padding_mask)
+    return _sdpa_attention(q, k, v, plan, key_padding_mask)
+
+
+def _sdpa_attention(q, k, v, plan: BlockPlan, key_padding_mask):
+    return _concatenated_attention(q, k, v, plan, key_padding_mask, return_probs=False)
 
 
 def _concatenated_attention(q, k, v, plan: BlockPlan, key_padding_mask, return_probs: bool):
