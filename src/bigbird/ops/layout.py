@@ -138,7 +138,8 @@ def block_plan(
 
     `seed` is the layer index (Transformers and the original code seed layer i's plan with i); `max_seq_len` is
     the model's `max_position_embeddings`, which train mode draws the old plan of lengths 1024, 3072 and 4096
-    for (paper mode always draws it for 4096 tokens, as the original code does).
+    for (paper mode always draws it for 4096 tokens, as the original code does). Arguments other than ints (or a
+    mode other than "eval", "train", "paper") raise a TypeError or ValueError saying what to pass.
     """
     seq_len, block_size, num_random_blocks, num_heads, seed, max_seq_len = (
         _integer(name, value) for name, value in (
@@ -201,7 +202,7 @@ def _check_plan_arguments(seq_len, block_size, num_random_blocks, num_heads, see
 @functools.lru_cache(maxsize=256)
 def _cached_plan(*key) -> BlockPlan:
     plan = BlockPlan(*key)
-    plan.random_blocks  # drawn now, so that a plan that cannot be drawn fails here
+    _random_blocks(plan)  # drawn now, so that a plan that cannot be drawn fails here, not in the op
     return plan
 
 
