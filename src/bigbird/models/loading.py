@@ -50,7 +50,7 @@ def config_path(name_or_path: str | os.PathLike, **hub_kwargs) -> Path:
         if _offline(hub_kwargs):
             raise OSError(
                 f"{name!r} is neither a local directory nor a model in the local Hugging Face cache "
-                f"({hub_constants.HF_HUB_CACHE}), and downloads are off (HF_HUB_OFFLINE=1 or local_files_only): "
+                f"({hub_kwargs.get('cache_dir') or hub_constants.HF_HUB_CACHE}), and downloads are off (HF_HUB_OFFLINE=1 or local_files_only): "
                 f"download it once where the network is reachable (`hf download {name}`), or pass a local "
                 "directory saved with save_pretrained()"
             ) from None
