@@ -38,7 +38,7 @@ def check_random_plan(value: str) -> str:
     if value not in RANDOM_PLANS:
         raise ValueError(
             f"random_plan must be 'transformers' (Transformers' plans: random blocks all 0 in eval mode, seeded "
-            f"in training) or 'paper' (the seeded plan also at inference), got {value!r}"
+            f"in training) or 'paper' (the original BigBird code's seeded plans, also at inference), got {value!r}"
         )
     return value
 
@@ -95,7 +95,8 @@ class BigBirdSelfAttention(nn.Module):
 
     Which kind runs is decided per forward call by the model (see `AttentionMasks`); the module holds only
     weights and its layer index, the seed of its random plan. The block plan's mode comes from the config's
-    `random_plan` ("transformers": Transformers' eval/train plans; "paper": the seeded plan at inference too).
+    `random_plan` ("transformers": Transformers' eval/train plans; "paper": the original BigBird code's seeded
+    plan, in training and at inference alike).
     When the three projections are plain `nn.Linear`s they run as one fused product; wrapped ones (PEFT's
     LoRA layers, for instance) are called as modules, so what wraps them takes effect.
     """
@@ -132,7 +133,7 @@ class BigBirdSelfAttention(nn.Module):
         return context.transpose(1, 2).flatten(2), probs
 
     def plan_mode(self) -> str:
-        """The block plan this layer uses now: Transformers' eval/train plans, or the paper's seeded plan."""
+        """The block plan this layer uses now: Transformers' eval/train plans, or the original code's seeded plan."""
         if check_random_plan(getattr(self.config, "random_plan", "transformers")) == "paper":
             return "paper"
         return "train" if self.training else "eval"

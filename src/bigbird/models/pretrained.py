@@ -34,8 +34,8 @@ class BigBirdFamilyMixin:
         self.config.attention_type = value
 
     def set_random_plan(self, value: str) -> None:
-        """"transformers" (Transformers' plans) or "paper" (the seeded random plan at inference too); saved in the
-        config as `random_plan`."""
+        """"transformers" (Transformers' plans) or "paper" (the original BigBird code's seeded plans, in training
+        and at inference alike); saved in the config as `random_plan`."""
         self.config.random_plan = check_random_plan(value)
 
 
