@@ -210,3 +210,12 @@ def test_bad_inputs_are_named_before_compute(checkpoints):
         model.model(input_ids=too_long)
     with pytest.raises(ValueError, match="empty"):
         model.model(input_ids=torch.ones(0, 5, dtype=torch.long))
+
+
+@pytest.mark.parametrize("name", CLASS_NAMES)
+def test_return_dict_none_gives_model_outputs_and_false_gives_tuples(name, checkpoints):
+    model = ours(name, checkpoints(name))
+    inputs = inputs_for(name, 40)
+    with torch.no_grad():
+        assert isinstance(model(**inputs, return_dict=None), transformers.utils.ModelOutput)
+        assert isinstance(model(**inputs, return_dict=False), tuple)
