@@ -27,8 +27,8 @@ from pathlib import Path
 
 import torch
 
-from bigbird.embeddings import default_model
-from bigbird.training_loop import TrainSettings, train
+from bigbird.search import default_model
+from bigbird.training import TrainSettings, train
 
 
 def bbc_news() -> tuple[list[str], list[str]]:
@@ -84,14 +84,13 @@ def step_throughput(model_dir: Path, length: int, batch_size: int, repeats: int)
 
     from bigbird import BigBirdForSequenceClassification
 
-    options = dict(num_labels=5, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    options = dict(id2label={i: str(i) for i in range(5)}, label2id={str(i): i for i in range(5)},
+                   hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     torch.manual_seed(0)
     ids = torch.randint(1000, 20000, (batch_size, length))
     batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.zeros(batch_size,
                                                                                               dtype=torch.long)}
-    ours = BigBirdForSequenceClassification.from_pretrained(model_dir, **{k: v for k, v in options.items()
-                                                                          if k != "num_labels"},
-                                                            id2label={i: str(i) for i in range(5)})
+    ours = BigBirdForSequenceClassification.from_pretrained(model_dir, **options)
     ours_s = _step_seconds(ours, batch, repeats)
     del ours
     theirs = transformers.BigBirdForSequenceClassification.from_pretrained(model_dir, **options)

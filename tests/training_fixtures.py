@@ -1,6 +1,7 @@
 """Tiny checkpoints and data files for the training tests: a word-level tokenizer over a few dozen made-up
-words, tiny BigBird / BigBird-Pegasus models written with our `save_pretrained`, and a synthetic long-range
-classification task whose label is a marker word planted beyond token 1,000 of a 2,048-token document."""
+words, tiny BigBird / BigBird-Pegasus models written by Transformers' own classes (the test oracle), and a
+synthetic long-range classification task whose label is a marker word planted beyond token 1,000 of a
+2,048-token document."""
 
 from __future__ import annotations
 
@@ -11,8 +12,6 @@ from pathlib import Path
 import torch
 import transformers
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
-
-import bigbird
 
 FILLER = [f"w{i}" for i in range(24)]
 MARKERS = {"alpha": "m0", "beta": "m1", "gamma": "m2", "delta": "m3"}
@@ -40,28 +39,40 @@ def tiny_bigbird(directory: Path, *, layers: int = 1, hidden: int = 32, position
     """A random base BigBird (no head) with the word-level tokenizer: heads are initialised when training starts.
     `position_scale` multiplies the initial position embeddings (0: they start at zero and are learned)."""
     write_tokenizer(directory, model_max_length or positions)
-    config = bigbird.BigBirdConfig(
+    config = transformers.BigBirdConfig(
         vocab_size=len(SPECIALS) + len(FILLER) + len(MARKERS) + 7, hidden_size=hidden, num_hidden_layers=layers,
         num_attention_heads=heads, intermediate_size=2 * hidden, max_position_embeddings=positions,
         block_size=block_size, num_random_blocks=random_blocks, hidden_dropout_prob=dropout,
         attention_probs_dropout_prob=dropout, pad_token_id=0, sep_token_id=3)
-    model = bigbird.BigBirdModel(config)
+    model = transformers.BigBirdModel(config)
     if position_scale != 1.0:
         with torch.no_grad():
-            model.embeddings.position.weight.mul_(position_scale)
+            model.embeddings.position_embeddings.weight.mul_(position_scale)
     model.save_pretrained(directory)
+    return directory
+
+
+def tiny_classifier(directory: Path, labels: list[str], positions: int = 256) -> Path:
+    """A random BigBird classifier whose head is named for `labels`, as a fine-tuned checkpoint is."""
+    write_tokenizer(directory, positions)
+    config = transformers.BigBirdConfig(
+        vocab_size=len(SPECIALS) + len(FILLER) + len(MARKERS) + 7, hidden_size=32, num_hidden_layers=1,
+        num_attention_heads=2, intermediate_size=64, max_position_embeddings=positions, block_size=16,
+        pad_token_id=0, sep_token_id=3, id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)})
+    transformers.BigBirdForSequenceClassification(config).save_pretrained(directory)
     return directory
 
 
 def tiny_pegasus(directory: Path, positions: int = 256) -> Path:
     """A random BigBird-Pegasus summarizer with the word-level tokenizer ([PAD] 0, </s> 5)."""
     write_tokenizer(directory, positions)
-    config = bigbird.BigBirdPegasusConfig(
+    config = transformers.BigBirdPegasusConfig(
         vocab_size=len(SPECIALS) + len(FILLER) + len(MARKERS) + 7, d_model=32, encoder_layers=1, decoder_layers=1,
         encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64,
         max_position_embeddings=positions, block_size=16, num_random_blocks=2, dropout=0.0, attention_dropout=0.0,
         pad_token_id=0, eos_token_id=5, decoder_start_token_id=0)
-    bigbird.BigBirdPegasusForConditionalGeneration(config).save_pretrained(directory)
+    transformers.BigBirdPegasusForConditionalGeneration(config).save_pretrained(directory)
     return directory
 
 

@@ -7,11 +7,12 @@ import json
 
 import pytest
 
-from bigbird.cli import main
-from bigbird.tokenization_json import load_tokenizer
-from bigbird.training_data import DataError, global_batches, read_records, tokenize
-from bigbird.training_metrics import classification, question_answering, rouge
-from training_fixtures import long_range_records, tiny_bigbird, write_jsonl, write_tokenizer
+from transformers import AutoTokenizer
+
+from bigbird.cli.main import main
+from bigbird.training.data import DataError, global_batches, read_records, tokenize
+from bigbird.training.metrics import classification, question_answering, rouge
+from training_fixtures import long_range_records, tiny_bigbird, tiny_classifier, write_jsonl, write_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +96,21 @@ def test_resume_from_another_model_is_refused(tmp_path, model_dir, capsys):
     assert status == 1 and f"{tmp_path}: not a checkpoint of bigbird train" in err
 
 
+def test_labels_other_than_a_trained_classifiers_are_refused(tmp_path, capsys):
+    model = tiny_classifier(tmp_path / "classifier", ["negative", "neutral", "positive"])
+    train = write_jsonl(tmp_path / "train.jsonl", [{"text": "w1 w2", "label": "neg"}, {"text": "w3", "label": "pos"}])
+    out = tmp_path / "out"
+    status, err = _train(["classify", "--model", str(model), "--train", str(train), "--out", str(out),
+                          "--labels", "neg,pos"], capsys)
+    assert status == 1 and not out.exists()
+    assert (f"--labels names 2 labels (neg, pos), but {model} is a classifier trained for 3 (negative, neutral, "
+            "positive, in this order): leave out --labels") in err
+    status, err = _train(["classify", "--model", str(model), "--train", str(train), "--out", str(out)], capsys)
+    assert status == 1 and f"{train}:1: label 'neg' is not in the label set (negative, neutral, positive)" in err
+
+
 def test_qa_windows_point_at_the_answer(tmp_path):
-    tokenizer = load_tokenizer(write_tokenizer(tmp_path, model_max_length=64), "big_bird")
+    tokenizer = AutoTokenizer.from_pretrained(write_tokenizer(tmp_path, model_max_length=64))
     context = " ".join(f"w{i % 20}" for i in range(150)) + " m2 w1 w2"
     start = context.index("m2")
     path = write_jsonl(tmp_path / "qa.jsonl", [{"question": "where is the answer", "context": context,

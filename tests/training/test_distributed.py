@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from bigbird.cli import main
+from bigbird.cli.main import main
 from training_fixtures import long_range_records, tiny_bigbird, write_jsonl
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*newly initialised:UserWarning")
@@ -40,7 +40,7 @@ def _free_port() -> int:
 
 def _torchrun(root, args: list[str], out: str, *extra: str) -> None:
     script = root / "bigbird_cli.py"
-    script.write_text("from bigbird.cli import main\nraise SystemExit(main())\n", encoding="utf-8")
+    script.write_text("from bigbird.cli.main import main\nraise SystemExit(main())\n", encoding="utf-8")
     env = dict(os.environ, OMP_NUM_THREADS="1", GLOO_SOCKET_IFNAME="lo")
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
                "--master_port", str(_free_port()), str(script), *args, "--out", str(root / out), "--batch-size", "2",

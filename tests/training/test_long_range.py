@@ -6,7 +6,7 @@ The task: 2,046 filler words drawn from 24, with the label's marker word (one of
 the filler) planted as a run of 32 copies (one attention block) starting at a random word in [1000, 2014). The
 [CLS] token is in BigBird's global first block, so it attends every key and the classifier reads it: one layer
 suffices, and the work is in sharpening that attention. The position embeddings start at zero (and are learned)
-so that they do not drown the token signal at the start. Training goes through `bigbird.training_loop.train` (the
+so that they do not drown the token signal at the start. Training goes through `bigbird.training.train` (the
 `bigbird train classify` path): tokenizer, length-grouped batching, AdamW with warm-up and linear decay,
 evaluation each epoch. A marker planted once (run 1) stayed around 0.5 in the 100-300 steps tried (lr 3e-3
 to 3e-2). With the run of 32 and this configuration, four initial-weight seeds reached 0.98-1.00 held-out
@@ -24,7 +24,7 @@ from collections import Counter
 import pytest
 import torch
 
-from bigbird.training_loop import TrainSettings, train
+from bigbird.training import TrainSettings, train
 from training_fixtures import LENGTH, MARKERS, long_range_records, tiny_bigbird, write_jsonl
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*newly initialised:UserWarning")

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 import bigbird
-from bigbird.training_loop import TrainSettings, _Trainer, train
+from bigbird.training.loop import TrainSettings, _Trainer, train
 from training_fixtures import long_range_records, tiny_bigbird, tiny_pegasus, write_jsonl
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*newly initialised:UserWarning")
@@ -141,7 +141,7 @@ def test_transformers_trainer_runs_our_model(tmp_path):
     result = trainer.train()
     assert result.global_step == 3 and result.training_loss > 0
     assert [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    assert model.bert.layers[0].attn is not None and model.training
+    assert model.bert.encoder.layer[0].attention is not None and model.training
     assert not torch.equal(before, model.classifier.out_proj.weight)
 
 

@@ -1,5 +1,5 @@
 """Evaluation during `bigbird train`: predictions on the evaluation set, shared out over the processes, and the
-task's metrics (see `training_metrics`)."""
+task's metrics (see `metrics`)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _predict(task: str, model, batch: dict, rows: Sequence[Feature], tokenizer, 
         if sharded:
             generator.unshard()
         try:
-            ids = generator.generate(batch["input_ids"], batch["attention_mask"], **generate)
+            ids = generator.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], **generate)
         finally:
             if sharded:
                 generator.reshard()

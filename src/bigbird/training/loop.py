@@ -1,10 +1,15 @@
 """`train(settings)`: fine-tune a BigBird / BigBird-Pegasus checkpoint for classification, extractive QA or
 summarization, on one process or many under torchrun (DDP, or FSDP2 with `fsdp`).
 
-AdamW (no weight decay on biases and LayerNorms) with a linear warm-up and a linear decay to zero, gradient
+AdamW (no weight decay on biases and LayerNorms) with Transformers' linear warm-up and decay to zero, gradient
 accumulation, gradient clipping, bf16 autocast (CPU and GPU) or fp16 autocast with a grad scaler (GPU),
-evaluation at the end of each epoch, checkpoints with the best kept, `resume` from a checkpoint with the same
-loss curve as an uninterrupted run, a progress bar on a terminal and `OUT/metrics.json` at the end.
+evaluation at the end of each epoch, checkpoints written with `save_pretrained` with the best kept, `resume` from
+a checkpoint with the same loss curve as an uninterrupted run, and `OUT/metrics.json` at the end.
+
+The loop is ours, not `transformers.Trainer`'s: Trainer (through Accelerate) shards with FSDP only on GPUs, not
+with FSDP2 over gloo on CPUs; its per-process data loaders pad each process's rows to their own longest, while a
+block-sparse model's output depends on the padded length (every process here pads to the global batch's longest,
+so that N processes compute what one does); and its evaluation has no place for QA answers chosen over windows.
 """
 
 from __future__ import annotations
@@ -13,117 +18,33 @@ import contextlib
 import dataclasses
 import json
 import math
-import sys
+import os
 import time
-from importlib import import_module
 from pathlib import Path
 
 import torch
+from transformers import get_linear_schedule_with_warmup
+from transformers.trainer_pt_utils import get_parameter_names
 
-from . import run_state as checkpoints
-from ..hub import resolve_file
-from ..pipelines.loading import TASK_CLASSES, window_length
-from ..tokenization_json import load_tokenizer
-from .data import DataError, check_labels, collate, global_batches, label_set, read_records, tokenize
+from . import run_state
+from ..models.loading import read_config
+from ..pipelines.loading import load_tokenizer, window_length
+from .data import check_labels, collate, global_batches, read_records, tokenize
 from .distributed import (Runtime, barrier, full_model_state, full_optimizer_state, load_optimizer_state,
-                                   no_gradient_sync, setup, teardown, total, wrap)
+                          no_gradient_sync, setup, teardown, total, wrap)
 from .evaluate import evaluate
+from .loading import choose_labels, load_model, model_class
 from .metrics import PRIMARY
-
-PIPELINE_TASK = {"classify": "classify", "qa": "answer", "summarize": "summarize"}
-PRECISIONS = ("fp32", "bf16", "fp16")
-
-
-@dataclasses.dataclass
-class TrainSettings:
-    """What `bigbird train` runs; the CLI's options by the same names."""
-
-    task: str
-    model: str
-    train: str
-    out: str
-    eval: str | None = None
-    epochs: int = 3
-    max_steps: int | None = None
-    batch_size: int = 8
-    grad_accum: int = 1
-    lr: float = 5e-5
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    max_length: int | None = None
-    stride: int | None = None
-    max_target_length: int = 128
-    num_beams: int = 1
-    labels: list[str] | None = None
-    seed: int = 0
-    precision: str = "fp32"
-    gradient_checkpointing: bool = False
-    fsdp: bool = False
-    resume: str | None = None
-    save_steps: int | None = None
-    eval_batch_size: int | None = None
-    device: str | None = None
-
-
-def _check_settings(s: TrainSettings, runtime: Runtime) -> None:
-    if s.task not in PIPELINE_TASK:
-        raise ValueError(f"unknown task {s.task!r}: use one of {', '.join(PIPELINE_TASK)}")
-    if s.precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {s.precision!r}")
-    if s.precision == "fp16" and runtime.device.type != "cuda":
-        raise ValueError("fp16 training needs a GPU (it uses a CUDA grad scaler): use --precision bf16 on a CPU")
-    for name in ("epochs", "batch_size", "grad_accum"):
-        if getattr(s, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(s, name)}")
-    if s.max_steps is not None and s.max_steps < 1:
-        raise ValueError(f"--max-steps must be at least 1, not {s.max_steps}")
-    if not 0 <= s.warmup_ratio < 1:
-        raise ValueError(f"--warmup-ratio must be in [0, 1), not {s.warmup_ratio}")
-
-
-def _model_config(source: str) -> dict:
-    path = resolve_file(source, "config.json")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not valid JSON ({error})") from None
-
-
-def _model_class(task: str, config: dict, source: str):
-    classes = TASK_CLASSES[PIPELINE_TASK[task]]
-    model_type = config.get("model_type")
-    if model_type not in classes:
-        raise ValueError(f"{source} is a {model_type!r} model; {task} trains {' or '.join(classes)} models")
-    return getattr(import_module("bigbird"), classes[model_type])
-
-
-def _labels(s: TrainSettings, config: dict, state: dict | None, train_records) -> list[str]:
-    if state is not None:
-        return state["labels"]
-    if s.labels:
-        return list(s.labels)
-    named = [config["id2label"][key] for key in sorted(config.get("id2label") or {}, key=int)]
-    if named and not all(label == f"LABEL_{i}" for i, label in enumerate(named)):
-        return named  # a classifier already trained: keep its labels (and head)
-    return label_set(train_records)
+from .report import Progress, quiet_transformers
+from .settings import TrainSettings, check_resumed, check_settings
 
 
 def _optimizer(model: torch.nn.Module, s: TrainSettings) -> torch.optim.AdamW:
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            (no_decay if param.dim() < 2 else decay).append(param)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": s.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=s.lr)
-
-
-def _schedule(optimizer, total_steps: int, warmup: int) -> torch.optim.lr_scheduler.LambdaLR:
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    """AdamW grouped as Trainer groups it: no weight decay on biases and LayerNorm weights."""
+    decay = set(get_parameter_names(model, [torch.nn.LayerNorm], ["bias"]))
+    trained = [(name, param) for name, param in model.named_parameters() if param.requires_grad]
+    return torch.optim.AdamW([{"params": [p for n, p in trained if n in decay], "weight_decay": s.weight_decay},
+                              {"params": [p for n, p in trained if n not in decay], "weight_decay": 0.0}], lr=s.lr)
 
 
 def _autocast(precision: str, device: torch.device):
@@ -143,102 +64,75 @@ def _grad_scaler(precision: str, runtime: Runtime):
     return torch.amp.GradScaler("cuda")
 
 
-class _Progress:
-    """A tqdm bar with loss and throughput on the main process's terminal; plain lines otherwise."""
-
-    def __init__(self, runtime: Runtime, total_steps: int, done: int):
-        from tqdm import tqdm
-
-        self.live = runtime.main and sys.stderr.isatty()
-        self.main = runtime.main
-        self.bar = tqdm(total=total_steps, initial=done, unit="step", file=sys.stderr, disable=not self.live,
-                        dynamic_ncols=True)
-
-    def step(self, loss: float, tokens_per_second: float) -> None:
-        self.bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{tokens_per_second:,.0f}", refresh=False)
-        self.bar.update(1)
-
-    def line(self, text: str) -> None:
-        if self.live:
-            self.bar.write(text, file=sys.stderr)
-        elif self.main:
-            print(text, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        self.bar.close()
+def _unwrapped(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
 class _Trainer:
     """One training run; `run()` returns the final metrics."""
 
     def __init__(self, s: TrainSettings, runtime: Runtime):
-        self.s, self.runtime = s, runtime
-        self.out = Path(s.out)
-        _check_settings(s, runtime)
+        self.runtime, self.out = runtime, Path(s.out)
+        check_settings(s, runtime.device.type)
+        self.resume_from, self.state = None, None
+        if s.resume:
+            s = self._resumed(s)
         self.train_records = read_records(s.train, s.task)
         self.eval_records = read_records(s.eval, s.task) if s.eval else None
-        config = _model_config(s.model)
-        self.model_class = _model_class(s.task, config, s.model)
-        self.resume_from = None
-        self.state = None
-        if s.resume:
-            self.resume_from = checkpoints.resume_directory(self.out, s.resume)
-            self.state = checkpoints.read_state(self.resume_from, s.task, config)
-            self._check_same_run(self.state)
-        self.signature = checkpoints.signature(config)
-        self.labels = None
-        overrides = {}
-        if s.task == "classify":
-            self.labels = _labels(s, config, self.state, self.train_records)
-            check_labels(self.train_records, self.labels)
-            if self.eval_records:
-                check_labels(self.eval_records, self.labels)
-            overrides = dict(id2label=dict(enumerate(self.labels)),
-                             label2id={label: i for i, label in enumerate(self.labels)})
-        self.tokenizer = load_tokenizer(s.model, config.get("model_type", ""))
-        torch.manual_seed(s.seed)  # the same new head on every process
-        source = str(self.resume_from) if self.resume_from else s.model
-        self.model = self.model_class.from_pretrained(source, **overrides)
+        source = str(self.resume_from or s.model)
+        config = read_config(source)
+        cls = model_class(s.task, config, s.model)
+        self.labels = choose_labels(s.labels, config, source, self.train_records) if s.task == "classify" else None
+        label2id, overrides = None, {}
+        if self.labels:
+            for records in filter(None, (self.train_records, self.eval_records)):
+                check_labels(records, self.labels)
+            label2id = {label: i for i, label in enumerate(self.labels)}
+            overrides = dict(id2label=dict(enumerate(self.labels)), label2id=label2id)
+        self.tokenizer = load_tokenizer(source)
+        self.model = load_model(cls, source, s.seed, **overrides)
         self.max_length = window_length(self.model.config, self.tokenizer, s.max_length)
-        label2id = {label: i for i, label in enumerate(self.labels)} if self.labels else None
+        self.s = dataclasses.replace(s, labels=self.labels, max_length=self.max_length,
+                                     train=os.path.abspath(s.train), eval=s.eval and os.path.abspath(s.eval))
         features = dict(label2id=label2id, stride=s.stride, max_target_length=s.max_target_length)
         self.train_features = tokenize(s.task, self.train_records, self.tokenizer, self.max_length, **features)
         self.eval_features = tokenize(s.task, self.eval_records, self.tokenizer, self.max_length, **features) \
             if self.eval_records else None
 
-    def _check_same_run(self, state: dict) -> None:
-        settings = state.get("settings", {})
-        for name, value in (("batch_size", self.s.batch_size * self.runtime.world), ("grad_accum", self.s.grad_accum),
-                            ("seed", self.s.seed)):
-            if settings.get(name) != value:
-                raise checkpoints.ResumeError(
-                    f"{self.resume_from / checkpoints.STATE_FILE}: it was trained with {name} {settings.get(name)} "
-                    f"(over all processes), this run has {value}: resume with the same settings")
+    def _resumed(self, s: TrainSettings) -> TrainSettings:
+        """`s` completed from the checkpoint it resumes, which must be of the same model as a --model given."""
+        self.resume_from = run_state.resume_directory(self.out, s.resume)
+        self.state = run_state.read_state(self.resume_from, s.task)
+        where = self.resume_from / run_state.STATE_FILE
+        s = check_resumed(s, self.state, self.runtime.world, where)
+        if s.model != self.state.get("settings", {}).get("model"):
+            run_state.check_same_model(where, read_config(self.resume_from), s.model, read_config(s.model))
+        return s
 
     # ----- the run -----
 
     def run(self) -> dict:
         s, runtime = self.s, self.runtime
         if s.gradient_checkpointing:
-            self.model.gradient_checkpointing_enable()
+            self.model.activation_checkpointing_enable()
         self.model.train()
         self.model = wrap(self.model, runtime)
         self.autocast = _autocast(s.precision, runtime.device)
         self.scaler = _grad_scaler(s.precision, runtime)
         lengths = [len(f.input_ids) for f in self.train_features]
         self.global_batch = s.batch_size * runtime.world
-        self.batches_per_epoch = math.ceil(len(lengths) / self.global_batch)
-        steps_per_epoch = math.ceil(self.batches_per_epoch / s.grad_accum)
+        steps_per_epoch = math.ceil(math.ceil(len(lengths) / self.global_batch) / s.grad_accum)
         self.total_steps = steps_per_epoch * s.epochs if s.max_steps is None else s.max_steps
         self.optimizer = _optimizer(self.model, s)
-        self.scheduler = _schedule(self.optimizer, self.total_steps, int(s.warmup_ratio * self.total_steps))
+        self.scheduler = get_linear_schedule_with_warmup(self.optimizer, int(s.warmup_ratio * self.total_steps),
+                                                         self.total_steps)
         progress = {"global_step": 0, "epoch": 0, "batches_done": 0, "log_history": [], "evaluations": [],
                     "best": None, "train_tokens": 0, "train_seconds": 0.0}
         if self.state is not None:
             progress.update({key: self.state[key] for key in progress})
             self._load_training_state()
         self.progress = progress
-        bar = _Progress(runtime, self.total_steps, progress["global_step"])
+        bar = Progress(runtime.main, self.total_steps, progress["global_step"])
         try:
             while progress["epoch"] < s.epochs and progress["global_step"] < self.total_steps:
                 self._epoch(bar, lengths)
@@ -249,11 +143,10 @@ class _Trainer:
             bar.close()
         return self._finish()
 
-    def _epoch(self, bar: _Progress, lengths: list[int]) -> None:
-        s, runtime, progress = self.s, self.runtime, self.progress
+    def _epoch(self, bar: Progress, lengths: list[int]) -> None:
+        s, progress = self.s, self.progress
         batches = global_batches(lengths, self.global_batch, seed=s.seed, epoch=progress["epoch"])
-        start = progress["batches_done"]
-        for group_start in range(start, len(batches), s.grad_accum):
+        for group_start in range(progress["batches_done"], len(batches), s.grad_accum):
             group = batches[group_start:group_start + s.grad_accum]
             began = time.perf_counter()
             loss, tokens = self._step(group)
@@ -309,7 +202,7 @@ class _Trainer:
 
     # ----- evaluation and checkpoints -----
 
-    def _evaluate(self, bar: _Progress) -> None:
+    def _evaluate(self, bar: Progress) -> None:
         progress = self.progress
         record = {"epoch": progress["epoch"], "step": progress["global_step"]}
         if self.eval_features:
@@ -332,56 +225,42 @@ class _Trainer:
             name = PRIMARY[self.s.task]
             value = record["metrics"][name]
             if progress["best"] is None or value > progress["best"]["value"]:
-                progress["best"] = {"checkpoint": f"{checkpoints.PREFIX}{progress['global_step']}", "metric": name,
+                progress["best"] = {"checkpoint": f"{run_state.PREFIX}{progress['global_step']}", "metric": name,
                                     "value": value, "step": progress["global_step"]}
 
     def _save(self) -> None:
         """Write OUT/checkpoint-STEP (all processes take part; the main one writes the shared files)."""
         runtime, progress = self.runtime, self.progress
-        directory = self.out / f"{checkpoints.PREFIX}{progress['global_step']}"
+        directory = self.out / f"{run_state.PREFIX}{progress['global_step']}"
         weights = full_model_state(self.model) if runtime.fsdp else None
         optimizer = full_optimizer_state(self.model, self.optimizer)
         if runtime.main:
             directory.mkdir(parents=True, exist_ok=True)
-            self._plain_model(weights).save_pretrained(directory)
-            self.tokenizer.save_pretrained(directory)
-            torch.save({"optimizer": optimizer, "scheduler": self.scheduler.state_dict(),
-                        "scaler": self.scaler.state_dict() if self.scaler else None},
-                       directory / checkpoints.TRAINING_FILE)
+            with quiet_transformers():
+                _unwrapped(self.model).save_pretrained(directory, state_dict=weights)
+                self.tokenizer.save_pretrained(directory)
+            torch.save(optimizer, directory / run_state.OPTIMIZER_FILE)
+            torch.save(self.scheduler.state_dict(), directory / run_state.SCHEDULER_FILE)
+            if self.scaler:
+                torch.save(self.scaler.state_dict(), directory / run_state.SCALER_FILE)
         barrier(runtime)
-        torch.save(checkpoints.rng_state(runtime.device), directory / f"rng_state_{runtime.rank}.pt")
+        run_state.save_rng_state(directory, runtime.rank, runtime.device)
         barrier(runtime)
         if runtime.main:
-            state = dict(progress, task=self.s.task, model=self.s.model, signature=self.signature,
-                         labels=self.labels, world_size=runtime.world,
-                         settings={"batch_size": self.global_batch, "grad_accum": self.s.grad_accum,
-                                   "seed": self.s.seed, "lr": self.s.lr, "epochs": self.s.epochs,
-                                   "max_length": self.max_length})
-            checkpoints.write_state(directory, state)
+            state = dict(progress, task=self.s.task, world_size=runtime.world, settings=dataclasses.asdict(self.s))
+            run_state.write_state(directory, state)
             best = progress["best"]["checkpoint"] if progress["best"] else None
-            checkpoints.prune(self.out, {best} if best else set())
+            run_state.prune(self.out, {best} if best else set())
         barrier(runtime)
-
-    def _plain_model(self, weights: dict | None) -> torch.nn.Module:
-        """A model object `save_pretrained` can write: the unwrapped one, or under FSDP one built from `weights`."""
-        if weights is None:
-            return self.model.module if hasattr(self.model, "module") else self.model
-        with torch.device("meta"):
-            plain = self.model_class(self.model.config)
-        plain.load_state_dict(weights, assign=True)
-        plain.tie_weights()
-        return plain
 
     def _load_training_state(self) -> None:
         directory, runtime = self.resume_from, self.runtime
-        saved = torch.load(directory / checkpoints.TRAINING_FILE, map_location="cpu", weights_only=False)
-        load_optimizer_state(self.model, self.optimizer, saved["optimizer"])
-        self.scheduler.load_state_dict(saved["scheduler"])
-        if self.scaler and saved.get("scaler"):
-            self.scaler.load_state_dict(saved["scaler"])
-        rng = directory / f"rng_state_{runtime.rank}.pt"
-        if rng.is_file():
-            checkpoints.set_rng_state(torch.load(rng, weights_only=False), runtime.device)
+        optimizer = torch.load(directory / run_state.OPTIMIZER_FILE, map_location="cpu", weights_only=True)
+        load_optimizer_state(self.model, self.optimizer, optimizer)
+        self.scheduler.load_state_dict(torch.load(directory / run_state.SCHEDULER_FILE, weights_only=True))
+        if self.scaler and (directory / run_state.SCALER_FILE).is_file():
+            self.scaler.load_state_dict(torch.load(directory / run_state.SCALER_FILE, weights_only=True))
+        run_state.load_rng_state(directory, runtime.rank, runtime.device)
 
     def _finish(self) -> dict:
         progress, runtime = self.progress, self.runtime
@@ -395,9 +274,9 @@ class _Trainer:
             "evaluations": progress["evaluations"], "loss_history": progress["log_history"],
         }
         if runtime.main:
-            found = checkpoints.checkpoints(self.out)
+            found = run_state.checkpoints(self.out)
             chosen = self.out / progress["best"]["checkpoint"] if progress["best"] else found[-1]
-            checkpoints.publish(chosen, self.out)
+            run_state.publish(chosen, self.out)
             (self.out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n", encoding="utf-8")
         barrier(runtime)
         return metrics
@@ -414,6 +293,3 @@ def train(settings: TrainSettings) -> dict:
         return _Trainer(settings, runtime).run()
     finally:
         teardown(runtime)
-
-
-__all__ = ["TrainSettings", "train", "DataError"]
