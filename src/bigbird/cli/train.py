@@ -4,6 +4,7 @@ parser's `run(args)` returns the exit status."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -27,7 +28,7 @@ the model with FSDP2); --batch-size is per process.
 
 examples:
   bigbird train classify --model ./bigbird-base --train train.jsonl --eval dev.jsonl --out runs/cls
-  bigbird train classify ... --out runs/cls --resume            # continue from the latest checkpoint
+  bigbird train classify --out runs/cls --resume   # continue from the latest checkpoint, same settings
   torchrun --nproc_per_node 4 --no-python bigbird train qa --model ./bigbird-base \\
       --train trivia-train.jsonl --eval trivia-dev.jsonl --out runs/qa --precision bf16"""
 
@@ -42,27 +43,37 @@ def add_train_parser(commands) -> None:
              "qa": "extractive question answering (question, context, answer, answer_start)",
              "summarize": "summarization with BigBird-Pegasus (document, summary)"}
     for task, text in helps.items():
-        sub = tasks.add_parser(task, help=text, formatter_class=raw, description=DESCRIPTION)
+        # options left out are absent from the parsed arguments: --resume keeps the saved value of those
+        sub = tasks.add_parser(task, help=text, formatter_class=raw, description=DESCRIPTION,
+                               argument_default=argparse.SUPPRESS)
         _add_options(sub, task)
         sub.set_defaults(run=run)
 
 
+def _defaults() -> dict:
+    from ..training import TrainSettings
+
+    return {field.name: field.default for field in dataclasses.fields(TrainSettings)}
+
+
 def _add_options(sub, task: str) -> None:
-    sub.add_argument("--model", "-m", required=True, help="checkpoint directory or Hub id to start from")
-    sub.add_argument("--train", required=True, help="training data (.jsonl or .csv)")
+    default = _defaults()
+    sub.add_argument("--model", "-m", help="checkpoint directory or Hub id to start from (required unless --resume)")
+    sub.add_argument("--train", help="training data (.jsonl or .csv) (required unless --resume)")
     sub.add_argument("--eval", help="evaluation data (.jsonl or .csv), evaluated after each epoch")
     sub.add_argument("--out", required=True, help="directory for checkpoints, the best model and metrics.json")
-    sub.add_argument("--epochs", type=int, default=3, help="default: %(default)s")
+    sub.add_argument("--epochs", type=int, help=f"default: {default['epochs']}")
     sub.add_argument("--max-steps", type=int, help="stop after this many optimizer steps")
-    sub.add_argument("--batch-size", type=int, default=8, help="examples per process per micro-batch "
-                                                               "(default: %(default)s)")
-    sub.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step "
-                                                               "(default: %(default)s)")
-    sub.add_argument("--lr", type=float, default=5e-5, help="peak learning rate of AdamW (default: %(default)s)")
-    sub.add_argument("--weight-decay", type=float, default=0.01, help="default: %(default)s")
-    sub.add_argument("--warmup-ratio", type=float, default=0.1,
-                     help="share of the steps with a linear warm-up; then a linear decay to 0 (default: %(default)s)")
-    sub.add_argument("--max-grad-norm", type=float, default=1.0, help="clip gradients (0: no; default: %(default)s)")
+    sub.add_argument("--batch-size", type=int, help=f"examples per process per micro-batch (default: "
+                                                    f"{default['batch_size']})")
+    sub.add_argument("--grad-accum", type=int, help=f"micro-batches per optimizer step (default: "
+                                                    f"{default['grad_accum']})")
+    sub.add_argument("--lr", type=float, help=f"peak learning rate of AdamW (default: {default['lr']})")
+    sub.add_argument("--weight-decay", type=float, help=f"default: {default['weight_decay']}")
+    sub.add_argument("--warmup-ratio", type=float, help="share of the steps with a linear warm-up; then a linear "
+                                                        f"decay to 0 (default: {default['warmup_ratio']})")
+    sub.add_argument("--max-grad-norm", type=float, help=f"clip gradients (0: no; default: "
+                                                         f"{default['max_grad_norm']})")
     sub.add_argument("--max-length", type=int, help="tokens per input (default: the model's, e.g. 4096)")
     if task == "classify":
         sub.add_argument("--labels", help="comma-separated label set, in id order (default: the model's trained "
@@ -71,33 +82,32 @@ def _add_options(sub, task: str) -> None:
         sub.add_argument("--stride", type=int, help="context tokens shared by neighbouring windows (default: "
                                                     "min(128, half a window's context))")
     if task == "summarize":
-        sub.add_argument("--max-target-length", type=int, default=128,
-                         help="summary tokens trained on and generated at evaluation (default: %(default)s)")
-        sub.add_argument("--num-beams", type=int, default=1, help="beams at evaluation (default: %(default)s)")
+        sub.add_argument("--max-target-length", type=int, help="summary tokens trained on and generated at "
+                                                               f"evaluation (default: {default['max_target_length']})")
+        sub.add_argument("--num-beams", type=int, help=f"beams at evaluation (default: {default['num_beams']})")
     sub.add_argument("--eval-batch-size", type=int, help="default: --batch-size")
-    sub.add_argument("--seed", type=int, default=0, help="default: %(default)s")
-    sub.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+    sub.add_argument("--seed", type=int, help=f"default: {default['seed']}")
+    sub.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
                      help="bf16: autocast (CPU or GPU); fp16: autocast with a grad scaler (GPU) (default: fp32)")
     sub.add_argument("--gradient-checkpointing", action="store_true",
                      help="recompute activations in the backward pass: less memory, more time")
     sub.add_argument("--fsdp", action="store_true", help="under torchrun, shard the model with FSDP2")
     sub.add_argument("--save-steps", type=int, help="also write a checkpoint every N steps (default: each epoch)")
     sub.add_argument("--resume", nargs="?", const="last", metavar="CHECKPOINT",
-                     help="continue from a checkpoint (default: the latest under --out)")
+                     help="continue from a checkpoint (default: the latest under --out) with the run's saved "
+                          "settings; options given again may change only how it goes on")
     sub.add_argument("--device", help="torch device (default: this process's GPU if any, else cpu)")
 
 
 def run(args) -> int:
-    from ..training.run_state import ResumeError
-    from ..training.data import DataError
-    from ..training.loop import TrainSettings, train
+    from ..training import DataError, ResumeError, settings_from_flags, train, warnings_as_lines
 
-    names = {field for field in TrainSettings.__dataclass_fields__}
-    values = {key: value for key, value in vars(args).items() if key in names}
-    if isinstance(values.get("labels"), str):
-        values["labels"] = [label.strip() for label in values["labels"].split(",") if label.strip()]
+    passed = {key: value for key, value in vars(args).items() if key in _defaults()}
+    if isinstance(passed.get("labels"), str):
+        passed["labels"] = [label.strip() for label in passed["labels"].split(",") if label.strip()]
     try:
-        metrics = train(TrainSettings(**values))
+        with warnings_as_lines("bigbird train"):
+            metrics = train(settings_from_flags(passed))
     except (DataError, ResumeError, ValueError, FileNotFoundError, OSError) as error:
         print(f"bigbird train {args.task}: error: {error}", file=sys.stderr)
         return EXIT_FAILED
