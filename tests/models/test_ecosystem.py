@@ -17,6 +17,14 @@ from tiny_checkpoints import checkpoints  # noqa: F401 (fixture)
 LORA = dict(target_modules=["query", "value"], r=4, lora_alpha=8, lora_dropout=0.0)
 
 
+def test_tokenizers_and_configs_are_transformers_own():
+    assert bigbird.BigBirdTokenizer is transformers.BigBirdTokenizer
+    assert bigbird.PegasusTokenizer is transformers.PegasusTokenizer
+    assert bigbird.BigBirdConfig is transformers.BigBirdConfig
+    assert bigbird.BigBirdPegasusConfig is transformers.BigBirdPegasusConfig
+    assert issubclass(bigbird.BigBirdForMaskedLM, transformers.BigBirdForMaskedLM)
+
+
 def _train_lora(model, inputs, labels, steps=3):
     """LoRA on query/value, trained a few AdamW steps; returns the PEFT model."""
     peft_model = get_peft_model(model, LoraConfig(**LORA))
