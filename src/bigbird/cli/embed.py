@@ -118,7 +118,12 @@ def _load(reporter: Reporter, args):
 
 def _embed(args) -> int:
     from ..search import embed
+    from . import sharding
 
+    if sharding.launched():
+        from .embed_sharded import run_sharded
+
+        return run_sharded(args)
     reporter = Reporter("embed")
     problem = output_problem(args.output)
     if problem:
@@ -131,19 +136,25 @@ def _embed(args) -> int:
     ids, texts = found
     with reporter.live(ids), Progress(len(texts)) as progress:
         vectors = embed(texts, embedder, batch_size=args.batch_size, on_batch=progress)
-    if args.output and args.output.endswith(".npy"):
+    write_embeddings(args.output, ids, vectors)
+    return EXIT_FAILED if reporter.failed else EXIT_OK
+
+
+def write_embeddings(path: str | None, ids: list, vectors) -> None:
+    """`vectors` (documents, hidden) to `path`: a numpy array if it ends in .npy, else JSON lines {"id",
+    "embedding"} (None: standard output)."""
+    if path and path.endswith(".npy"):
         import numpy as np
 
-        np.save(args.output, vectors.numpy())
-        return EXIT_FAILED if reporter.failed else EXIT_OK
-    output = open(args.output, "w", encoding="utf-8") if args.output else sys.stdout
+        np.save(path, vectors.numpy())
+        return
+    output = open(path, "w", encoding="utf-8") if path else sys.stdout
     try:
         for name, vector in zip(ids, vectors.tolist()):
             output.write(json.dumps({"id": name, "embedding": vector}) + "\n")
     finally:
         if output is not sys.stdout:
             output.close()
-    return EXIT_FAILED if reporter.failed else EXIT_OK
 
 
 def _search(args) -> int:

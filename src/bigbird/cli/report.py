@@ -12,30 +12,42 @@ from tqdm import tqdm
 
 from ..pipelines.loading import TruncationWarning
 
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
 
 class Reporter:
-    """Problems and warnings as `bigbird COMMAND: error|warning: ...` lines; counts what worked and what failed."""
+    """Problems and warnings as `bigbird COMMAND: error|warning: ...` lines; counts what worked and what failed.
 
-    def __init__(self, command: str):
+    With `hold`, the lines are kept in `held` instead of printed (under torchrun, process 0 prints what all the
+    processes held, each line once: see `sharding.Processes.settle`)."""
+
+    def __init__(self, command: str, hold: bool = False):
         self.command = command
         self.done = 0
         self.failed = 0
+        self.held: list[str] | None = [] if hold else None
+
+    def say(self, line: str) -> None:
+        if self.held is None:
+            tqdm.write(line, file=sys.stderr)
+        else:
+            self.held.append(line)
 
     def problem(self, name, message: str) -> None:
         self.failed += 1
-        tqdm.write(f"bigbird {self.command}: error: {name}: {message}", file=sys.stderr)
+        self.say(f"bigbird {self.command}: error: {name}: {message}")
 
     def error(self, message: str) -> None:
-        tqdm.write(f"bigbird {self.command}: error: {message}", file=sys.stderr)
+        self.say(f"bigbird {self.command}: error: {message}")
 
     def note(self, message: str) -> None:
-        tqdm.write(f"bigbird {self.command}: {message}", file=sys.stderr)
+        self.say(f"bigbird {self.command}: {message}")
 
     def warning(self, warning: Warning | str, ids: list | None = None) -> None:
         """One warning; a `TruncationWarning` is named by `ids[its index]`."""
         if isinstance(warning, TruncationWarning) and ids:
             warning = f"{ids[warning.index]}: {warning.detail}"
-        tqdm.write(f"bigbird {self.command}: warning: {warning}", file=sys.stderr)
+        self.say(f"bigbird {self.command}: warning: {warning}")
 
     @contextlib.contextmanager
     def live(self, ids: list):

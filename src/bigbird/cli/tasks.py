@@ -12,11 +12,10 @@ from collections.abc import Callable
 
 from tqdm import tqdm
 
+from . import sharding
 from .inputs import Document, read
 from .options import count, looks_like_setting, output_problem, positive, settings
-from .report import Reporter
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+from .report import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Reporter
 
 INPUT_HELP = """\
 inputs: files, directories (their files), "-" for standard input (the default). A file ending in .jsonl (or
@@ -131,23 +130,34 @@ def _pipeline(command: str, args) -> tuple[Callable[[list[dict]], list[dict]], l
                                           **common)), caught
 
 
-def _run_chunk(run, chunk: list[tuple[Document, dict]], reporter: Reporter, write) -> None:
-    """Run the pipeline on a chunk; if it fails, document by document, so that only the bad ones are lost."""
+def _run_chunk(run, chunk: list[tuple[int, Document, dict]], reporter: Reporter, write) -> None:
+    """Run the pipeline on a chunk of (input index, document, its arguments); if it fails, document by document, so
+    that only the bad ones are lost. `write(index, document, result)` takes each result."""
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            results = run([prepared for _, prepared in chunk])
+            results = run([prepared for _, _, prepared in chunk])
     except Exception as error:
         if len(chunk) == 1:
-            reporter.problem(chunk[0][0].id, describe(error))
+            reporter.problem(chunk[0][1].id, describe(error))
         else:
             for item in chunk:
                 _run_chunk(run, [item], reporter, write)
         return
     for record in caught:
-        reporter.warning(record.message, [document.id for document, _ in chunk])
-    for (document, _), result in zip(chunk, results):
-        write(document, result)
+        reporter.warning(record.message, [document.id for _, document, _ in chunk])
+    for (index, document, _), result in zip(chunk, results):
+        write(index, document, result)
+
+
+def _chunks(ready: list, batch_size: int) -> list[list]:
+    """The groups of documents that one pipeline call takes: four batches' worth, in input order."""
+    size = 4 * batch_size
+    return [ready[start:start + size] for start in range(0, len(ready), size)]
+
+
+def _line(document: Document, result: dict) -> str:
+    return json.dumps({"id": document.id, **result}, ensure_ascii=False)
 
 
 def describe(error: Exception) -> str:
@@ -171,6 +181,8 @@ def _usage_problem(args) -> str | None:
 
 def run_task(args) -> int:
     """Run classify, qa, summarize or fill-mask as parsed into `args`; returns the exit status."""
+    if sharding.launched():
+        return _run_sharded(args)
     reporter = Reporter(args.command)
     problem = _usage_problem(args)
     if problem:
@@ -188,41 +200,101 @@ def run_task(args) -> int:
             output.close()
 
 
-def _run_documents(args, output, reporter: Reporter) -> int:
+def _load_pipeline(args, reporter: Reporter):
+    """`_pipeline`'s function, its loading warnings given to `reporter`; None, reported, when it cannot load."""
     try:
         run, caught = _pipeline(args.command, args)
     except Exception as error:
         reporter.error(describe(error))
-        return EXIT_FAILED
+        return None
     for record in caught:
         reporter.warning(record.message)
+    return run
 
-    ready: list[tuple[Document, dict]] = []
-    for item in read(args.inputs, args.jsonl, "context" if args.command == "qa" else "text"):
+
+def _run_documents(args, output, reporter: Reporter) -> int:
+    run = _load_pipeline(args, reporter)
+    if run is None:
+        return EXIT_FAILED
+    ready = _read_ready(args, reporter)
+    if not ready:
+        return EXIT_FAILED
+
+    def write(index: int, document: Document, result: dict) -> None:
+        output.write(_line(document, result) + "\n")
+        reporter.done += 1
+
+    with tqdm(total=len(ready), unit="doc", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
+        for chunk in _chunks(ready, args.batch_size):
+            _run_chunk(run, chunk, reporter, write)
+            output.flush()
+            bar.update(len(chunk))
+    return _status(args.command, reporter.done, reporter.failed)
+
+
+def _read_ready(args, reporter: Reporter) -> list[tuple[int, Document, dict]]:
+    """(input index, document, its pipeline arguments) of every usable input; the others go to `reporter`."""
+    ready = []
+    for index, item in enumerate(read(args.inputs, args.jsonl, "context" if args.command == "qa" else "text")):
         prepared = _prepare(args.command, args, item) if isinstance(item, Document) else item.message
         if isinstance(prepared, str):
             reporter.problem(item.id, prepared)
         else:
-            ready.append((item, prepared))
-    if not ready:
-        if not reporter.failed:
-            reporter.problem("input", "no documents found")
-        return EXIT_FAILED
+            ready.append((index, item, prepared))
+    if not ready and not reporter.failed:
+        reporter.problem("input", "no documents found")
+    return ready
 
-    def write(document: Document, result: dict) -> None:
-        output.write(json.dumps({"id": document.id, **result}, ensure_ascii=False) + "\n")
-        reporter.done += 1
 
-    with tqdm(total=len(ready), unit="doc", file=sys.stderr, disable=not sys.stderr.isatty()) as bar:
-        chunk_size = 4 * args.batch_size
-        for start in range(0, len(ready), chunk_size):
-            chunk = ready[start:start + chunk_size]
-            _run_chunk(run, chunk, reporter, write)
-            output.flush()
-            bar.update(len(chunk))
-    if reporter.failed:
-        total = reporter.done + reporter.failed
-        print(f"bigbird {args.command}: {reporter.done} of {total} documents done, {reporter.failed} failed",
-              file=sys.stderr)
+def _status(command: str, done: int, failed: int) -> int:
+    """The exit status, after a line counting the failures if there were any."""
+    if failed:
+        print(f"bigbird {command}: {done} of {done + failed} documents done, {failed} failed", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
+
+
+def _run_sharded(args) -> int:
+    """`run_task` under torchrun: see `sharding`. Until the work starts, process 0 reports for all."""
+    setup = Reporter(args.command, hold=True)
+    processes = sharding.start(args, setup, _usage_problem(args))
+    if isinstance(processes, int):
+        return processes
+    try:
+        return _shard_documents(args, processes, setup)
+    finally:
+        processes.close()
+
+
+def _shard_documents(args, processes: sharding.Processes, setup: Reporter) -> int:
+    ready = _read_ready(args, setup)
+    if processes.settle(setup, not ready):
+        return EXIT_FAILED
+    opened = sharding.open_record(processes, args, [[index, document.id, prepared]
+                                                    for index, document, prepared in ready], setup)
+    if opened is None:
+        return EXIT_USAGE
+    record, done = opened
+    run = _load_pipeline(args, setup)
+    if processes.settle(setup, run is None):
+        return EXIT_FAILED
+
+    by_index, reporter = {item[0]: item for item in ready}, Reporter(args.command)
+
+    def compute(unit: list[int]) -> list[tuple[int, str]]:
+        lines = []
+        _run_chunk(run, [by_index[index] for index in unit], reporter,
+                   lambda index, document, result: lines.append((index, _line(document, result))))
+        return lines
+
+    units = [[index for index, _, _ in chunk] for chunk in _chunks(ready, args.batch_size)]
+    sharding.work(processes, record, units, done, compute,
+                  lambda unit: sum(len(text) for index in unit for text in by_index[index][2].values()))
+    failed = setup.failed + sum(processes.gather(reporter.failed))
+    if processes.rank != 0:
+        return EXIT_FAILED if failed else EXIT_OK
+    results = record.finished()
+    with open(args.output, "w", encoding="utf-8") as output:
+        output.writelines(results[index] + "\n" for index in sorted(results))
+    record.remove()
+    return _status(args.command, len(results), failed)
