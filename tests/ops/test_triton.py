@@ -1,12 +1,10 @@
-"""The Triton block-sparse kernel against the dense reference, run on CPU tensors by Triton's interpreter."""
+"""The Triton block-sparse kernel against the dense reference, on CUDA, or on CPU tensors by Triton's interpreter
+(conftest sets TRITON_INTERPRET=1 where there is no GPU)."""
 
 import os
 import subprocess
 import sys
 import textwrap
-
-# Before triton is imported: its kernels then run in Python on CPU tensors. TRITON_INTERPRET=0 runs them on CUDA.
-os.environ.setdefault("TRITON_INTERPRET", "1")
 
 import numpy as np
 import pytest
@@ -14,8 +12,12 @@ import torch
 
 pytest.importorskip("triton")
 
-from bigbird.ops import block_plan, reference_attention  # noqa: E402
-from bigbird.ops.triton_kernel import INTERPRETED, _tables, triton_block_sparse_attention  # noqa: E402
+from torch._dynamo.utils import counters  # noqa: E402
+
+from bigbird.ops import block_plan, block_sparse, block_sparse_attention, reference_attention  # noqa: E402
+from bigbird.ops import triton_kernel  # noqa: E402
+from bigbird.ops.triton_kernel import (INTERPRETED, _tables, triton_attention_backward_op,  # noqa: E402
+                                       triton_attention_op, triton_block_sparse_attention)
 
 if not INTERPRETED and not torch.cuda.is_available():
     pytest.skip("the Triton kernels were compiled for a GPU (TRITON_INTERPRET was off when bigbird.ops.triton_kernel "
@@ -177,3 +179,76 @@ def test_interpreter_runs_when_triton_was_imported_first():
     env = {name: value for name, value in os.environ.items() if name != "TRITON_INTERPRET"}
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
+
+
+def small_case():
+    """A train plan with a duplicated random block (n = 6), fp32 q, k, v that require grad and a mask, on DEVICE."""
+    plan = block_plan(96, 16, 2, 2, seed=3, mode="train")
+    q, k, v = (x.float().requires_grad_() for x in random_case(plan, 2, 16, seed=3)[:3])
+    return plan, q, k, v, padding_mask(96, [(0, 20), (5, 0)])
+
+
+def plan_key(plan):
+    return plan.block_size, plan.num_random_blocks, plan.seed, plan.mode, plan.old_plan_length
+
+
+def test_custom_ops_pass_opcheck():
+    """Schema, fake tensors, autograd registration and AOT dispatch, on a small plan (6 blocks, 1 head)."""
+    plan = block_plan(96, 16, 1, 1, seed=3, mode="train")
+    q, k, v = (x.float().requires_grad_() for x in random_case(plan, 1, 16, seed=3)[:3])
+    mask = padding_mask(96, [(0, 9)])
+    torch.library.opcheck(triton_attention_op, (q, k, v, mask, *plan_key(plan)))
+    out, lse = triton_attention_op(q.detach(), k.detach(), v.detach(), mask, *plan_key(plan))
+    grad = torch.randn_like(out)
+    torch.library.opcheck(triton_attention_backward_op, (grad, q.detach(), k.detach(), v.detach(), out, lse, mask,
+                                                         *plan_key(plan)))
+
+
+def test_compiled_fullgraph_forward_and_backward_equal_eager():
+    plan, q, k, v, mask = small_case()
+
+    def attention(q, k, v, mask):
+        return block_sparse_attention(q, k, v, plan, mask, backend="triton")
+
+    torch._dynamo.reset()
+    counters.clear()
+    explanation = torch._dynamo.explain(attention)(q, k, v, mask)
+    assert (explanation.graph_count, explanation.graph_break_count) == (1, 0)
+    upstream = torch.randn(q.shape, generator=torch.Generator().manual_seed(0)).to(DEVICE)
+    compiled = torch.compile(attention, fullgraph=True)(q, k, v, mask)
+    got = (compiled, *torch.autograd.grad(compiled, (q, k, v), upstream))
+    assert not counters["graph_break"]
+    eager = attention(q, k, v, mask)
+    want = (eager, *torch.autograd.grad(eager, (q, k, v), upstream))
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    torch._dynamo.reset()
+
+
+def test_export_holds_the_op_as_one_node():
+    plan, q, k, v, mask = small_case()
+
+    class Attention(torch.nn.Module):
+        def forward(self, q, k, v, mask):
+            return block_sparse_attention(q, k, v, plan, mask, backend="triton")
+
+    inputs = (q.detach(), k.detach(), v.detach(), mask)
+    program = torch.export.export(Attention(), inputs)
+    targets = [node.target for node in program.graph.nodes if node.op == "call_function"]
+    assert torch.ops.bigbird.triton_block_sparse_attention.default in targets
+    torch.testing.assert_close(program.module()(*inputs), triton_block_sparse_attention(*inputs[:3], plan, mask))
+
+
+def test_default_backend_on_cuda_is_the_kernel_where_it_takes_the_inputs(monkeypatch):
+    """backend=None on CUDA: the kernel for its dtypes and block sizes, the device-generic path otherwise (CPU
+    tensors stand in for CUDA ones under the interpreter: only the choice is tested)."""
+    seen = []
+    for module, name in ((triton_kernel, "triton_block_sparse_attention"), (block_sparse, "_sdpa_attention")):
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _name=name, _original=original: seen.append(_name) or
+                            _original(*a))
+    choose = block_sparse._implementation(None, torch.device("cuda"))
+    plan, q, k, v, mask = small_case()
+    choose(q, k, v, plan, mask)
+    choose(q.double(), k.double(), v.double(), plan, mask)
+    assert seen == ["triton_block_sparse_attention", "_sdpa_attention"]

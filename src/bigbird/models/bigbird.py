@@ -130,7 +130,8 @@ class BigBirdModel(BigBirdFamilyMixin, hf.BigBirdPreTrainedModel):
             past_key_values = hf.DynamicCache(config=config)
         past_length = 0 if past_key_values is None else past_key_values.get_seq_length()
         batch, length = check_model_inputs(config, input_ids, inputs_embeds, attention_mask, token_type_ids,
-                                           position_ids, past_length)
+                                           position_ids, past_length,
+                                           dtype=self.embeddings.word_embeddings.weight.dtype)
         sparse = sparse_call(config, length, past_length)
         padding = (-length) % config.block_size if sparse else 0
         if position_ids is None:

@@ -3,14 +3,14 @@
 Query blocks 0 and n-1 attend every key; each query block i in 1..n-2 attends three parts of the keys (see
 `parts`): the global key blocks 0 and n-1, the window i-1, i, i+1 and its random blocks. On CPU the op is the
 custom op of `cpu_op` (flash kernels merged by log-sum-exp; torch.compile and torch.export trace it as one node);
-on CUDA the Triton kernel of `triton_kernel` where triton imports and the kernel takes the inputs. Elsewhere, and
-whenever the probabilities are asked for, the parts are concatenated along the key axis and attended in one call.
-Nothing of size L x L is built unless the probabilities are asked for.
+on CUDA the Triton kernel of `triton_kernel` (a custom op as well) where triton imports and the kernel takes the
+inputs. Elsewhere, whenever the probabilities are asked for, and while torch.onnx.export runs (ONNX has no
+translation of our custom ops), the parts are concatenated along the key axis and attended in one call: plain ATen
+ops, with the plan's tables as constants. Nothing of size L x L is built unless the probabilities are asked for.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 import os
 from typing import Callable
@@ -35,9 +35,10 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pl
     key_padding_mask: (batch, length), 1 (or True) for tokens, 0 for padding; padded keys get -10000
     added to their scores and padded query rows output exactly 0.
     backend: None picks the best implementation for the tensors' device (CPU: "cpu"; CUDA: "triton" where
-    triton imports and the kernel takes the inputs, else "sdpa"; other devices: "sdpa"). "cpu" is the CPU flash
-    path, "sdpa" the device-generic path (the parts concatenated, one scaled_dot_product_attention), "triton"
-    the Triton kernel (CUDA tensors, or CPU tensors under TRITON_INTERPRET=1).
+    triton imports and the kernel takes the inputs, else "sdpa"; other devices, and any device while
+    torch.onnx.export runs: "sdpa"). "cpu" is the CPU flash path, "sdpa" the device-generic path (the parts
+    concatenated, one scaled_dot_product_attention), "triton" the Triton kernel (CUDA tensors, or CPU tensors
+    under TRITON_INTERPRET=1).
     Returns the output (batch, heads, length, head_dim), or `(output, probs)` with probs
     (batch, heads, length, length) when `return_probs` is True (an eager-only explicit path, whatever the backend).
     """
@@ -51,6 +52,8 @@ def block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pl
 def _implementation(backend: str | None, device: torch.device) -> Callable:
     """The function (q, k, v, plan, key_padding_mask) -> output that `backend` names for tensors on `device`."""
     if backend is None:
+        if torch.onnx.is_in_onnx_export():  # ONNX knows no custom op: the exported graph gets the ATen path
+            return _sdpa_attention
         return {"cpu": cpu_block_sparse_attention, "cuda": _best_on_cuda}.get(device.type, _sdpa_attention)
     if backend == "cpu":
         if device.type != "cpu":
@@ -71,13 +74,14 @@ def _triton_kernel():
     """The Triton kernel's module, imported on first use; an ImportError naming the alternatives if it cannot be."""
     name = f"{__package__}.triton_kernel"
     try:
-        return importlib.import_module(name)
+        import bigbird.ops.triton_kernel as kernel  # an import statement: torch.compile traces it, not importlib
     except ModuleNotFoundError as error:
         if error.name not in ("triton", name):
             raise
         missing = "the triton package" if error.name == "triton" else f"the module {name}"
         raise ImportError(f"backend='triton' needs {missing}, which does not import here: install triton "
                           f"(pip install triton) or use backend=None or 'sdpa' ('cpu' on CPU)") from error
+    return kernel
 
 
 def _best_on_cuda(q, k, v, plan: BlockPlan, key_padding_mask):

@@ -10,7 +10,11 @@ reduction kernel, so no program runs much longer than the others.
 The forward and dQ kernels read the forward schedule (query tile -> key blocks); dK/dV read the transposed
 schedule (key tile -> query blocks attending it, the global ones included). No atomics: every gradient
 tile is written by one program or summed from partials in a fixed order, so results are bitwise repeatable.
-Tested on CPU tensors under `TRITON_INTERPRET=1`.
+
+Forward and backward are the custom ops `bigbird::triton_block_sparse_attention` (fake + autograd) and its
+`_backward`, which take the plan as its key (Python ints and a string): torch.compile(fullgraph=True) and
+torch.export trace each as one node, and the schedules are looked up in a per-(plan, device) cache when the op
+runs, outside any trace. Tested on CPU tensors under `TRITON_INTERPRET=1`.
 """
 
 from __future__ import annotations
@@ -18,11 +22,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from typing import Optional
 
 import numpy as np
 import torch
 import triton
-from torch.autograd.function import once_differentiable
+from torch import Tensor
 
 from . import triton_backward as bwd
 from . import triton_forward as fwd
@@ -45,13 +50,13 @@ def triton_block_sparse_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Ten
     (or CPU under TRITON_INTERPRET=1). key_padding_mask: (batch, length), 1 for tokens, 0 for padding: padded
     keys get -10000 added to their scores and padded query rows output exactly 0.
     Returns the output (batch, heads, length, head_dim) in the input dtype; differentiable in q, k and v.
+    The kernels run inside the custom op `bigbird::triton_block_sparse_attention`, which torch.compile and
+    torch.export trace as one node.
     """
     _check_inputs(q, k, v, plan, key_padding_mask)
-    key_bias = query_keep = None
-    if key_padding_mask is not None:
-        query_keep = key_padding_mask.to(torch.float32).contiguous()
-        key_bias = (1 - query_keep) * (PADDING_PENALTY * LOG2E)
-    return _TritonBlockSparse.apply(q, k, v, _tables(plan, q.device), key_bias, query_keep)
+    out, _ = triton_attention_op(q, k, v, key_padding_mask, plan.block_size, plan.num_random_blocks, plan.seed,
+                                 plan.mode, plan.old_plan_length)
+    return out
 
 
 def _check_inputs(q, k, v, plan: BlockPlan, key_padding_mask) -> None:
@@ -146,60 +151,113 @@ def _schedule(heads, tiles, slots, counts, width: int, device: torch.device) -> 
                     partials=int(reductions[:, 3].sum()))
 
 
-class _TritonBlockSparse(torch.autograd.Function):
-    """Forward: attention items, then the merge of split tiles. Backward: delta, dQ and dK/dV items, then sums."""
+PlanKey = tuple  # (block_size, num_random_blocks, seed, mode, old_plan_length): a BlockPlan less its shape
 
-    @staticmethod
-    def forward(ctx, q, k, v, tables: Tables, key_bias, query_keep):
-        batch, heads, length, head_dim = q.shape
-        launch = _Launch(q, tables, key_bias, query_keep)
-        out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
-        lse = q.new_empty(batch, heads, length, dtype=torch.float32)
-        schedule = tables.forward
-        part_out, part_lse = launch.partials(schedule), launch.partials(schedule, tile=False)
-        fwd.attention_forward_kernel[(len(schedule.info), batch)](
-            q, k, v, out, lse, part_out, part_lse, launch.key_bias, launch.query_keep,
-            schedule.info, schedule.slots, schedule.log2m, *q.stride(), *k.stride(), *v.stride(),
-            heads, length, head_dim, schedule.partials, launch.scale2, W=schedule.width, **launch.options)
-        if schedule.partials:
-            fwd.reduce_forward_kernel[(len(schedule.reductions), batch)](
-                out, lse, part_out, part_lse, launch.query_keep, schedule.reductions,
-                heads, length, head_dim, schedule.partials, BS=launch.bs, BD=launch.bd, HAS_MASK=launch.has_mask)
-        ctx.tables = tables
-        ctx.save_for_backward(q, k, v, out, lse, key_bias, query_keep)
-        return out
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad):
-        q, k, v, out, lse, key_bias, query_keep = ctx.saved_tensors
-        tables = ctx.tables
-        batch, heads, length, head_dim = q.shape
-        launch = _Launch(q, tables, key_bias, query_keep)
-        sizes = (heads, length, head_dim)
-        delta = torch.empty_like(lse)
-        bwd.delta_kernel[(length // launch.bs, heads, batch)](
-            out, grad, delta, *grad.stride(), *sizes, BS=launch.bs, BD=launch.bd)
-        inputs = (q, k, v, grad, lse, delta)
-        strides = (*q.stride(), *k.stride(), *v.stride(), *grad.stride())
-        dq, dk, dv = (torch.empty(q.shape, dtype=q.dtype, device=q.device) for _ in range(3))
+@torch.library.custom_op("bigbird::triton_block_sparse_attention", mutates_args=())
+def triton_attention_op(q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Optional[Tensor], block_size: int,
+                        num_random_blocks: int, seed: int, mode: str, old_plan_length: int) -> tuple[Tensor, Tensor]:
+    """q, k, v (batch, heads, length, head_dim) -> output (same shape, contiguous) and the base-2 log-sum-exp of
+    every query row (batch, heads, length) fp32. The plan comes as its key: traced graphs hold no tables."""
+    tables = _op_tables(q, (block_size, num_random_blocks, seed, mode, old_plan_length))
+    return _forward(q, k, v, tables, *_mask_terms(key_padding_mask))
 
-        schedule = tables.forward
-        part_q = launch.partials(schedule)
-        bwd.dq_kernel[(len(schedule.info), batch)](
-            *inputs, dq, part_q, launch.key_bias, launch.query_keep, schedule.info, schedule.slots, schedule.log2m,
-            *strides, *sizes, schedule.partials, launch.scale, launch.scale2, W=schedule.width, **launch.options)
-        launch.sum_partials(dq, part_q, schedule)
 
-        schedule = tables.transposed
-        part_k, part_v = launch.partials(schedule), launch.partials(schedule)
-        bwd.dkv_kernel[(len(schedule.info), batch)](
-            *inputs, dk, dv, part_k, part_v, launch.key_bias, launch.query_keep,
-            schedule.info, schedule.slots, schedule.log2m,
-            *strides, *sizes, schedule.partials, launch.scale, launch.scale2, W=schedule.width, **launch.options)
-        launch.sum_partials(dk, part_k, schedule)
-        launch.sum_partials(dv, part_v, schedule)
-        return dq, dk, dv, None, None, None
+@triton_attention_op.register_fake
+def _(q, k, v, key_padding_mask, block_size, num_random_blocks, seed, mode, old_plan_length):
+    return q.new_empty(q.shape), q.new_empty(q.shape[:3], dtype=torch.float32)
+
+
+@torch.library.custom_op("bigbird::triton_block_sparse_attention_backward", mutates_args=())
+def triton_attention_backward_op(grad: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor,
+                                 key_padding_mask: Optional[Tensor], block_size: int, num_random_blocks: int,
+                                 seed: int, mode: str, old_plan_length: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Gradients (dq, dk, dv), each (batch, heads, length, head_dim) contiguous, of `triton_attention_op`'s output."""
+    tables = _op_tables(q, (block_size, num_random_blocks, seed, mode, old_plan_length))
+    return _backward(grad, q, k, v, out.contiguous(), lse, tables, *_mask_terms(key_padding_mask))
+
+
+@triton_attention_backward_op.register_fake
+def _(grad, q, k, v, out, lse, key_padding_mask, block_size, num_random_blocks, seed, mode, old_plan_length):
+    return q.new_empty(q.shape), q.new_empty(q.shape), q.new_empty(q.shape)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    q, k, v, key_padding_mask, *plan_key = inputs
+    out, lse = output
+    ctx.save_for_backward(q, k, v, out, lse, key_padding_mask)
+    ctx.plan_key = plan_key
+
+
+def _backward_rule(ctx, grad, _lse_grad):
+    q, k, v, out, lse, key_padding_mask = ctx.saved_tensors
+    dq, dk, dv = triton_attention_backward_op(grad, q, k, v, out, lse, key_padding_mask, *ctx.plan_key)
+    return dq, dk, dv, None, None, None, None, None, None
+
+
+triton_attention_op.register_autograd(_backward_rule, setup_context=_setup_context)
+
+
+def _op_tables(q: Tensor, plan_key: PlanKey) -> Tables:
+    block_size, num_random_blocks, *rest = plan_key
+    return _tables(BlockPlan(q.shape[2], block_size, num_random_blocks, q.shape[1], *rest), q.device)
+
+
+def _mask_terms(key_padding_mask: Tensor | None) -> tuple[Tensor | None, Tensor | None]:
+    """(batch, length) fp32 base-2 score bias of the keys (-10000 * log2(e) on padding) and query keep (1 or 0)."""
+    if key_padding_mask is None:
+        return None, None
+    query_keep = key_padding_mask.to(torch.float32).contiguous()
+    return (1 - query_keep) * (PADDING_PENALTY * LOG2E), query_keep
+
+
+def _forward(q, k, v, tables: Tables, key_bias, query_keep) -> tuple[Tensor, Tensor]:
+    """Attention items, then the merge of split tiles: output like q and base-2 lse (batch, heads, length)."""
+    batch, heads, length, head_dim = q.shape
+    launch = _Launch(q, tables, key_bias, query_keep)
+    out = torch.empty(q.shape, dtype=q.dtype, device=q.device)
+    lse = q.new_empty(batch, heads, length, dtype=torch.float32)
+    schedule = tables.forward
+    part_out, part_lse = launch.partials(schedule), launch.partials(schedule, tile=False)
+    fwd.attention_forward_kernel[(len(schedule.info), batch)](
+        q, k, v, out, lse, part_out, part_lse, launch.key_bias, launch.query_keep,
+        schedule.info, schedule.slots, schedule.log2m, *q.stride(), *k.stride(), *v.stride(),
+        heads, length, head_dim, schedule.partials, launch.scale2, W=schedule.width, **launch.options)
+    if schedule.partials:
+        fwd.reduce_forward_kernel[(len(schedule.reductions), batch)](
+            out, lse, part_out, part_lse, launch.query_keep, schedule.reductions,
+            heads, length, head_dim, schedule.partials, BS=launch.bs, BD=launch.bd, HAS_MASK=launch.has_mask)
+    return out, lse
+
+
+def _backward(grad, q, k, v, out, lse, tables: Tables, key_bias, query_keep) -> tuple[Tensor, Tensor, Tensor]:
+    """Delta, dQ items over the forward schedule and dK/dV items over the transposed one, then their sums."""
+    batch, heads, length, head_dim = q.shape
+    launch = _Launch(q, tables, key_bias, query_keep)
+    sizes = (heads, length, head_dim)
+    delta = torch.empty_like(lse)
+    bwd.delta_kernel[(length // launch.bs, heads, batch)](
+        out, grad, delta, *grad.stride(), *sizes, BS=launch.bs, BD=launch.bd)
+    inputs = (q, k, v, grad, lse, delta)
+    strides = (*q.stride(), *k.stride(), *v.stride(), *grad.stride())
+    dq, dk, dv = (torch.empty(q.shape, dtype=q.dtype, device=q.device) for _ in range(3))
+
+    schedule = tables.forward
+    part_q = launch.partials(schedule)
+    bwd.dq_kernel[(len(schedule.info), batch)](
+        *inputs, dq, part_q, launch.key_bias, launch.query_keep, schedule.info, schedule.slots, schedule.log2m,
+        *strides, *sizes, schedule.partials, launch.scale, launch.scale2, W=schedule.width, **launch.options)
+    launch.sum_partials(dq, part_q, schedule)
+
+    schedule = tables.transposed
+    part_k, part_v = launch.partials(schedule), launch.partials(schedule)
+    bwd.dkv_kernel[(len(schedule.info), batch)](
+        *inputs, dk, dv, part_k, part_v, launch.key_bias, launch.query_keep,
+        schedule.info, schedule.slots, schedule.log2m,
+        *strides, *sizes, schedule.partials, launch.scale, launch.scale2, W=schedule.width, **launch.options)
+    launch.sum_partials(dk, part_k, schedule)
+    launch.sum_partials(dv, part_v, schedule)
+    return dq, dk, dv
 
 
 class _Launch:
