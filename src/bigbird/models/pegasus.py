@@ -82,7 +82,8 @@ class BigBirdPegasusEncoder(BigBirdFamilyMixin, hf.BigBirdPegasusPreTrainedModel
         config = self.config
         output_attentions = config.output_attentions if output_attentions is None else output_attentions
         output_hidden_states = config.output_hidden_states if output_hidden_states is None else output_hidden_states
-        batch, length = check_model_inputs(config, input_ids, inputs_embeds, attention_mask, None, None)
+        batch, length = check_model_inputs(config, input_ids, inputs_embeds, attention_mask, None, None,
+                                           dtype=self.embed_tokens.weight.dtype)
         sparse = sparse_call(config, length)
         padding = (-length) % config.block_size if sparse else 0
         check_length(config, length, length + padding)
