@@ -105,6 +105,8 @@ def _concatenated_attention(q, k, v, plan: BlockPlan, key_padding_mask, return_p
     bs = plan.block_size
     key_bias = None if key_padding_mask is None else (1 - key_padding_mask.to(q.dtype)) * PADDING_PENALTY
     q, k, v = (x.reshape(batch * heads, length, head_dim) for x in (q, k, v))
+    # The window part views k and v through as_strided, which ONNX export translates as if they were contiguous.
+    k, v = k.contiguous(), v.contiguous()
     parts = Parts(plan, plan.tables(q.device), key_bias, batch, heads, q.dtype)
     global_mask = None if key_bias is None else key_bias.repeat_interleave(heads, 0)[:, None, None, :]
     global_q = torch.cat([q[:, :bs], q[:, -bs:]], dim=1)[:, None]
