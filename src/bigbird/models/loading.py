@@ -1,19 +1,22 @@
-"""Where a checkpoint comes from, checked before any weight is read.
+"""Where a checkpoint comes from, and what it holds, checked before any weight is read.
 
 Transformers resolves files (a local directory, a Hub id, the Hugging Face cache) and loads them; this module
 only turns the cases where its messages leave a user guessing into errors that say what is wrong and what to
 do: a directory that does not exist or holds no config.json, a Hub id that is not in the local cache while
-downloads are off, a damaged config.json, a checkpoint of another model type.
+downloads are off, a damaged config.json, a checkpoint of another model type, config values that cannot build
+a model, damaged weight files (see `checkpoint_files`).
 """
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 from huggingface_hub import constants as hub_constants
 from transformers.utils import cached_file
+
+from .checkpoint_files import check_checkpoint_files, read_json_object
+from .config_checks import check_config_file
 
 # keyword arguments of `from_pretrained` that say where files come from; the rest configure the model
 HUB_ARGUMENTS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
@@ -62,23 +65,32 @@ def config_path(name_or_path: str | os.PathLike, **hub_kwargs) -> Path:
 
 def read_config(name_or_path: str | os.PathLike, **hub_kwargs) -> dict:
     """config.json of a checkpoint as a dict, with an error naming the file when it is not a JSON object."""
-    path = config_path(name_or_path, **hub_kwargs)
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is damaged: not valid JSON ({error}); save the model again") from None
-    if not isinstance(values, dict):
-        raise ValueError(f"{path} is damaged: it holds a JSON {type(values).__name__}, not an object of settings")
-    return values
+    return read_json_object(config_path(name_or_path, **hub_kwargs))
 
 
-def check_model_type(name_or_path: str | os.PathLike, model_type: str, loader: str, **hub_kwargs) -> dict:
-    """read_config, then refuse a checkpoint whose `model_type` is not `model_type`, naming the type found."""
-    values = read_config(name_or_path, **hub_kwargs)
+def _check_model_type(values: dict, name_or_path, model_type: str, loader: str) -> None:
     found = values.get("model_type")
     if found != model_type:
         raise ValueError(
             f"{os.fspath(name_or_path)} is a {found!r} checkpoint, but {loader} loads {model_type!r} checkpoints: "
             f"use the class for {found!r} models (transformers.AutoModel picks it), or a {model_type!r} checkpoint"
         )
-    return values
+
+
+def check_checkpoint(name_or_path: str | os.PathLike, model_class, kwargs: dict) -> None:
+    """What `model_class.from_pretrained(name_or_path, **kwargs)` will read, checked before Transformers reads it:
+    config.json (unless `config=` is given): its model type and values; then the weight files and, for a class
+    with generate(), generation_config.json, where they are on this machine already."""
+    hub_kwargs = {key: kwargs[key] for key in HUB_ARGUMENTS if key in kwargs}
+    local = os.path.isdir(name_or_path)
+    if kwargs.get("config") is None:
+        path = config_path(name_or_path, **hub_kwargs)
+        values = read_json_object(path)
+        _check_model_type(values, name_or_path, model_class.config_class.model_type, model_class.__name__)
+        check_config_file(values, path, kwargs)
+        directory = path.parent
+    elif local:
+        directory = Path(name_or_path, hub_kwargs.get("subfolder") or "")
+    else:
+        return
+    check_checkpoint_files(directory, model_class.can_generate(), kwargs, local)
