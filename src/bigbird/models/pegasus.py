@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers.activations import ACT2FN
+from transformers.cache_utils import EncoderDecoderCache
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutput
 from transformers.models.bigbird_pegasus import modeling_bigbird_pegasus as hf
@@ -145,6 +146,12 @@ class BigBirdPegasusForConditionalGeneration(BigBirdFamilyMixin, CheckedGenerate
         self.final_logits_bias = nn.Buffer(torch.zeros((1, config.vocab_size)))
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.post_init()
+
+    def _reorder_cache(self, past_key_values: EncoderDecoderCache, beam_idx: torch.Tensor) -> EncoderDecoderCache:
+        """Beam search's reordering, of the decoder's self-attention cache only: every beam of a row holds the same
+        cross-attention keys and values (one encoder output, repeated), so moving them would copy for nothing."""
+        past_key_values.self_attention_cache.reorder_cache(beam_idx)
+        return past_key_values
 
 
 class BigBirdPegasusForSequenceClassification(BigBirdFamilyMixin, hf.BigBirdPegasusForSequenceClassification):
