@@ -27,13 +27,17 @@ class Parts:
     Tensors are laid out as (batch * heads, length, head_dim); each part's keys come back as
     (batch * heads, n-2 or 1, part_length, head_dim) and its mask as (batch * heads or 1, n-2 or 1, 1 or
     rows, part_length), the shapes the flash kernel takes next to queries (batch * heads, n-2, bs, d).
+    `dtype` is the keys' dtype, `mask_dtype` the masks' (default: `dtype`; the flash kernel also takes float32
+    masks next to bfloat16 or float16 keys, which keeps log-multiplicities and padding exact).
     """
 
-    def __init__(self, plan: BlockPlan, tables: OpTables, key_bias, batch: int, heads: int, dtype):
+    def __init__(self, plan: BlockPlan, tables: OpTables, key_bias, batch: int, heads: int, dtype,
+                 mask_dtype=None):
         self.plan, self.tables, self.batch, self.heads = plan, tables, batch, heads
         self.bs, self.n = plan.block_size, plan.num_blocks
         self.key_bias = key_bias
         self.dtype = dtype
+        self.mask_dtype = dtype if mask_dtype is None else mask_dtype
         self.has_extra = tables.extra_blocks.shape[-1] > 0
 
     def queries(self, q):
@@ -52,9 +56,9 @@ class Parts:
         bs, n = self.bs, self.n
         counts = self.tables.global_counts
         if self.tables.uniform_global_counts:
-            mask = torch.log(counts[0, 0].to(self.dtype)).repeat_interleave(bs).view(1, 1, 1, 1, 2 * bs)
+            mask = torch.log(counts[0, 0].to(self.mask_dtype)).repeat_interleave(bs).view(1, 1, 1, 1, 2 * bs)
         else:
-            mask = torch.log(counts.to(self.dtype)).repeat_interleave(bs, dim=-1)
+            mask = torch.log(counts.to(self.mask_dtype)).repeat_interleave(bs, dim=-1)
             mask = mask[:, :, None].expand(-1, -1, bs, -1).reshape(1, self.heads, 1, (n - 2) * bs, 2 * bs)
         if self.key_bias is not None:
             padding = torch.cat([self.key_bias[:, :bs], self.key_bias[:, -bs:]], dim=1)
@@ -71,7 +75,7 @@ class Parts:
     def window_mask(self):
         bs, n = self.bs, self.n
         device = self.tables.global_counts.device
-        mask = torch.zeros(1, n - 2, 3 * bs, dtype=self.dtype, device=device)
+        mask = torch.zeros(1, n - 2, 3 * bs, dtype=self.mask_dtype, device=device)
         mask[:, 0, :bs] = float("-inf")
         mask[:, -1, 2 * bs :] = float("-inf")
         if self.key_bias is not None:
@@ -93,7 +97,7 @@ class Parts:
 
     def extra_mask(self):
         extra = self.tables.extra_blocks
-        mask = torch.zeros(extra.shape, dtype=self.dtype, device=extra.device).masked_fill(extra < 0, float("-inf"))
+        mask = torch.zeros(extra.shape, dtype=self.mask_dtype, device=extra.device).masked_fill(extra < 0, float("-inf"))
         mask = mask.repeat_interleave(self.bs, dim=-1)[None].expand(self.batch, -1, -1, -1)
         if self.key_bias is not None:
             blocks = self.key_bias.unflatten(1, (self.n, self.bs))
