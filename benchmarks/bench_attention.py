@@ -1,15 +1,17 @@
 """One attention layer: bigbird-torch's block-sparse op vs Transformers' block-sparse module vs dense SDPA
-vs compiled FlexAttention with the same block pattern, in one process.
+vs compiled FlexAttention with the same block pattern, in one process, in float32 and bfloat16.
 
     python benchmarks/bench_attention.py            # L = 1024 ... 16384, forward and forward+backward
     python benchmarks/bench_attention.py --quick    # a small subset, well under a minute
+    python benchmarks/bench_attention.py --lengths 4096 --dtypes float32 bfloat16 --no-flex
 
-Shape: batch 1, 12 heads, head dim 64, block 64, 3 random blocks, fp32, eval-mode plan (Transformers'
-default at inference). Medians over repeats; peak extra memory is the resident-set high-water mark
+Shape: batch 1, 12 heads, head dim 64, block 64, 3 random blocks, eval-mode plan (Transformers'
+default at inference); every implementation in each of --dtypes (compiled FlexAttention in float32 only), the
+last column against our op in float32. The first line records the CPU and its native bf16/fp16 flags. Medians over repeats; peak extra memory is the resident-set high-water mark
 above the level before the cell
 (after returning freed heap memory to the system). FLOPs are the op's nominal ones (every attended key block, with its
 multiplicity, 4 * d flops per query-key pair forward, three times that forward+backward); the
-fraction of peak divides the achieved rate by this machine's fp32 matmul rate measured in the run.
+fraction of peak divides the achieved rate by this machine's matmul rate in the row's dtype, measured in the run.
 """
 
 from __future__ import annotations
@@ -17,8 +19,6 @@ from __future__ import annotations
 import argparse
 import gc
 import math
-import os
-import platform
 import statistics
 import time
 
@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from bigbird.ops import block_plan, block_sparse_attention
+from machine import describe
 from peak_memory import peak_baseline, peak_extra_mb
 
 HEADS, HEAD_DIM, BLOCK, RANDOM = 12, 64, 64, 3
@@ -45,8 +46,8 @@ def measure(fn, repeats: int) -> tuple[float, float]:
     return statistics.median(times), extra
 
 
-def matmul_peak_gflops() -> float:
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+def matmul_peak_gflops(dtype: torch.dtype = torch.float32) -> float:
+    a, b = torch.randn(2048, 2048).to(dtype), torch.randn(2048, 2048).to(dtype)
     seconds, _ = measure(lambda: a @ b, 7)
     return 2 * 2048**3 / seconds / 1e9
 
@@ -56,14 +57,15 @@ def op_flops(length: int) -> float:
     return 4 * HEAD_DIM * float(pairs)
 
 
-def transformers_layer(length: int):
+def transformers_layer(length: int, dtype: torch.dtype):
     from transformers import BigBirdConfig, BigBirdModel
     from transformers.models.big_bird.modeling_big_bird import BigBirdBlockSparseAttention
 
     config = BigBirdConfig(hidden_size=HEADS * HEAD_DIM, num_attention_heads=HEADS, block_size=BLOCK,
                            num_random_blocks=RANDOM, max_position_embeddings=max(4096, length))
     module = BigBirdBlockSparseAttention(config, seed=0).eval()
-    blocked, band, from_mask, to_mask = BigBirdModel.create_masks_for_block_sparse_attn(torch.ones(1, length), BLOCK)
+    ones = torch.ones(1, length, dtype=dtype)
+    blocked, band, from_mask, to_mask = BigBirdModel.create_masks_for_block_sparse_attn(ones, BLOCK)
 
     def run(q, k, v):
         return module.bigbird_block_sparse_attention(
@@ -94,26 +96,29 @@ def flex_layer(length: int):
     return run
 
 
-def implementations(length: int, with_flex: bool, with_transformers: bool):
+def implementations(length: int, with_flex: bool, with_transformers: bool, dtypes: list[torch.dtype]):
+    """{(name, dtype): fn(q, k, v)}, our op in the first dtype first."""
     plan = block_plan(length, BLOCK, RANDOM, HEADS)
-    impls = {"bigbird-torch": lambda q, k, v: block_sparse_attention(q, k, v, plan),
-             "dense SDPA": lambda q, k, v: F.scaled_dot_product_attention(q, k, v)}
-    if with_transformers:
-        impls["transformers"] = transformers_layer(length)
+    impls = {}
+    for dtype in dtypes:
+        impls[("bigbird-torch", dtype)] = lambda q, k, v: block_sparse_attention(q, k, v, plan)
+        impls[("dense SDPA", dtype)] = lambda q, k, v: F.scaled_dot_product_attention(q, k, v)
+        if with_transformers:
+            impls[("transformers", dtype)] = transformers_layer(length, dtype)
     if with_flex:
         try:
             run = flex_layer(length)
             q = torch.randn(1, HEADS, length, HEAD_DIM)
             with torch.no_grad():
                 run(q, q, q)
-            impls["compiled flex"] = run
+            impls[("compiled flex", torch.float32)] = run
         except Exception as error:  # compilation needs a working C++ toolchain and inductor support on this CPU
             print(f"compiled FlexAttention skipped at L={length}: {type(error).__name__}: {str(error)[:200]}")
     return impls
 
 
-def cell(impl, length: int, backward: bool, repeats: int):
-    q, k, v = (torch.randn(1, HEADS, length, HEAD_DIM, requires_grad=backward) for _ in range(3))
+def cell(impl, length: int, backward: bool, repeats: int, dtype: torch.dtype):
+    q, k, v = (torch.randn(1, HEADS, length, HEAD_DIM).to(dtype).requires_grad_(backward) for _ in range(3))
     if backward:
         def fn():
             impl(q, k, v).sum().backward()
@@ -134,18 +139,21 @@ def main() -> None:
     parser.add_argument("--no-flex", action="store_true", help="skip compiled FlexAttention")
     parser.add_argument("--transformers-limit", type=int, default=16384,
                         help="largest L to run Transformers at (its L x L tensors need ~13 GB at 16384)")
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "bfloat16"], choices=["float32", "bfloat16"])
     args = parser.parse_args()
+    dtypes = [getattr(torch, name) for name in args.dtypes]
     lengths = args.lengths or ([1024, 4096] if args.quick else [1024, 2048, 4096, 8192, 16384])
     passes = [False] if args.quick else [False, True]
     repeats = args.repeats or (3 if args.quick else 5)
     with_flex = not (args.quick or args.no_flex)
 
-    peak = matmul_peak_gflops()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; fp32 matmul peak measured: {peak:.0f} GFLOP/s")
-    print(f"batch 1, {HEADS} heads, head dim {HEAD_DIM}, block {BLOCK}, r = {RANDOM}, fp32, eval plan; "
-          f"median of {repeats}")
-    header = f"{'L':>6} {'pass':>8} {'implementation':>14} {'seconds':>9} {'% peak':>7} {'extra MB':>9} {'vs ours':>8}"
+    peaks = {dtype: matmul_peak_gflops(dtype) for dtype in dtypes}
+    print(f"machine: {describe()}")
+    print("matmul peak measured: " + ", ".join(f"{str(dtype)[6:]} {peak:.0f} GFLOP/s" for dtype, peak in peaks.items()))
+    print(f"batch 1, {HEADS} heads, head dim {HEAD_DIM}, block {BLOCK}, r = {RANDOM}, eval plan; median of {repeats}; "
+          "% peak against the matmul peak of the row's dtype")
+    header = (f"{'L':>6} {'pass':>8} {'implementation':>14} {'dtype':>8} {'seconds':>9} {'% peak':>7} {'extra MB':>9} "
+              f"{'vs ours ' + args.dtypes[0]:>16}")
     print(header)
     print("-" * len(header))
     try:
@@ -155,12 +163,12 @@ def main() -> None:
         have_transformers = False
         print("transformers is not installed: its column is skipped (pip install transformers==5.23.0)")
     for length in lengths:
-        impls = implementations(length, with_flex, have_transformers)
+        impls = implementations(length, with_flex, have_transformers, dtypes)
         for backward in passes:
             flops = op_flops(length) * (3 if backward else 1)
             ours = None
-            for name, impl in impls.items():
-                label = f"{length:>6} {'fwd+bwd' if backward else 'forward':>8} {name:>14}"
+            for (name, dtype), impl in impls.items():
+                label = f"{length:>6} {'fwd+bwd' if backward else 'forward':>8} {name:>14} {str(dtype)[6:]:>8}"
                 if name == "transformers" and (length > args.transformers_limit or (backward and length > 8192)):
                     print(f"{label}   skipped: its dense L x L probabilities (and their gradients) exceed this "
                           "machine's memory or the --transformers-limit")
@@ -168,11 +176,10 @@ def main() -> None:
                 if name == "compiled flex" and backward:
                     print(f"{label}   skipped: FlexAttention has no backward on CPU in torch {torch.__version__}")
                     continue
-                seconds, extra = cell(impl, length, backward, repeats)
+                seconds, extra = cell(impl, length, backward, repeats, dtype)
                 ours = ours or seconds
-                share = flops / seconds / 1e9 / peak * 100
-                print(f"{length:>6} {'fwd+bwd' if backward else 'forward':>8} {name:>14} {seconds:>9.4f} "
-                      f"{share:>6.0f}% {extra:>9.0f} {seconds / ours:>7.2f}x", flush=True)
+                share = flops / seconds / 1e9 / peaks[dtype] * 100
+                print(f"{label} {seconds:>9.4f} {share:>6.0f}% {extra:>9.0f} {seconds / ours:>15.2f}x", flush=True)
 
 
 if __name__ == "__main__":

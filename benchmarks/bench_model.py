@@ -1,33 +1,42 @@
-"""Whole-model benchmark, bigbird-roberta-base shape: ours vs Transformers 5.23 in the same process.
+"""Whole-model benchmark, bigbird-roberta-base shape: ours vs Transformers 5.23 in the same process, fp32 and bf16.
 
-Forward (eval, batch 1, block-sparse) at several lengths and a training step (forward + backward) at
-4096, ours and Transformers run in turn (theirs, ours, theirs, ...) so that a drift in the machine's speed hits
-both alike; prints a markdown table of median wall and process-CPU seconds, the speed-ups, peak extra memory
-(resident set size high-water mark above the level before the call, from /proc/self/status) and the
-fraction of the machine's fp32 matmul peak (measured at start) that the model's useful FLOPs reach.
+Forward (eval, batch 1, block-sparse) at several lengths and a training step (forward + backward) at 4096. Every
+implementation runs in turn (one call of each, then again, ...) so that a drift in the machine's speed hits all
+alike; prints a markdown table of median wall and process-CPU seconds, the speed-up over Transformers in fp32,
+peak extra memory (resident set size high-water mark above the level before the call, from /proc/self/status),
+the fraction of the machine's matmul peak (measured at start, in the row's dtype) that the model's useful FLOPs
+reach, and the largest difference from Transformers' fp32 output. Implementations:
 
-    python benchmarks/bench_model.py                       # L = 1024 2048 4096 8192, training step at 4096
-    python benchmarks/bench_model.py --lengths 4096 --repeats 5 --train-layers 2
+  Transformers fp32, Transformers bf16 (weights cast with .to(torch.bfloat16); its autocast raises),
+  ours fp32, ours bf16 (weights cast), ours autocast (fp32 weights under torch.autocast("cpu", torch.bfloat16)).
+
+    python benchmarks/bench_model.py                                   # 12 layers, L = 1024 2048 4096 8192, step at 4096
+    python benchmarks/bench_model.py --layers 2 --lengths 4096 --repeats 5 --train-layers 2   # issue 16's targets
 """
 
 from __future__ import annotations
 
 import argparse
-import platform
+import contextlib
+import copy
 import tempfile
 import time
 import warnings
 
 import torch
+import transformers
 from interleaved import measure_interleaved
+from machine import describe
 
 import bigbird
-from bigbird.attention import sparse_attention_fits
+from bigbird.models.attention import sparse_attention_fits
 from bigbird.ops.layout import block_plan
 
+IMPLEMENTATIONS = ("Transformers fp32", "Transformers bf16", "ours fp32", "ours bf16", "ours autocast")
 
-def matmul_peak_gflops() -> float:
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+
+def matmul_peak_gflops(dtype: torch.dtype) -> float:
+    a, b = torch.randn(2048, 2048).to(dtype), torch.randn(2048, 2048).to(dtype)
     a @ b
     times = []
     for _ in range(5):
@@ -52,71 +61,78 @@ def forward_gflops(config, length: int, layers: int) -> float:
     return layers * (linear + attention) / 1e9
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--lengths", type=int, nargs="*", default=[1024, 2048, 4096, 8192])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--train-length", type=int, default=4096)
-    parser.add_argument("--train-layers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=None)
-    args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    import transformers
-
+def models(layers: int, max_len: int, training: bool) -> dict[str, tuple[torch.nn.Module, bool]]:
+    """{implementation: (model, autocast)} with one set of random weights, in train or eval mode."""
     torch.manual_seed(0)
-    max_len = max(args.lengths + [args.train_length])
-    shape = dict(max_position_embeddings=max_len)
-    theirs = transformers.BigBirdModel(transformers.BigBirdConfig(**shape)).eval()
+    config = transformers.BigBirdConfig(max_position_embeddings=max_len, num_hidden_layers=layers)
+    theirs = transformers.BigBirdModel(config).train(training)
     with tempfile.TemporaryDirectory() as directory, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs.save_pretrained(directory)
-        ours = bigbird.BigBirdModel.from_pretrained(directory)
-    peak = matmul_peak_gflops()
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, transformers {transformers.__version__}, fp32 matmul peak {peak:.0f} GFLOP/s")
+        ours = bigbird.BigBirdModel.from_pretrained(directory).train(training)
+    return {"Transformers fp32": (theirs, False), "Transformers bf16": (copy.deepcopy(theirs).bfloat16(), False),
+            "ours fp32": (ours, False), "ours bf16": (copy.deepcopy(ours).bfloat16(), False),
+            "ours autocast": (ours, True)}
+
+
+def forward(model, autocast: bool, ids):
+    with torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext():
+        return model(ids).last_hidden_state
+
+
+def step(model, autocast: bool, ids):
+    model.zero_grad(set_to_none=True)
+    forward(model, autocast, ids).float().square().mean().backward()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lengths", type=int, nargs="*", default=[1024, 2048, 4096, 8192])
+    parser.add_argument("--layers", type=int, default=12, help="encoder layers of the forward rows")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--train-length", type=int, default=4096, help="0: no training step")
+    parser.add_argument("--train-layers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--only", nargs="+", choices=IMPLEMENTATIONS, default=list(IMPLEMENTATIONS),
+                        help="implementations to run (Transformers fp32 is always run: the speed-ups are against it)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    chosen = ["Transformers fp32"] + [name for name in args.only if name != "Transformers fp32"]
+    peaks = {dtype: matmul_peak_gflops(dtype) for dtype in (torch.float32, torch.bfloat16)}
+    print(f"machine: {describe()}; matmul peak {peaks[torch.float32]:.0f} GFLOP/s fp32, "
+          f"{peaks[torch.bfloat16]:.0f} GFLOP/s bf16")
     print()
-    print("| run | L | Transformers wall s | ours wall s | speed-up | Transformers CPU s | ours CPU s | CPU speed-up |"
-          " Transformers extra GB | ours extra GB | ours % of matmul peak | max abs diff |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| run | L | implementation | wall s | CPU s | speed-up (wall) | speed-up (CPU) | extra GB | % of matmul peak |"
+          " max abs diff |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
 
-    for length in args.lengths:
-        ids = torch.randint(5, 30000, (1, length), generator=torch.Generator().manual_seed(length))
-        with torch.inference_mode():
-            results = measure_interleaved({name: (lambda m=model: m(ids).last_hidden_state)
-                                           for name, model in (("theirs", theirs), ("ours", ours))}, args.repeats)
-        diff = (results["theirs"].result - results["ours"].result).abs().max().item()
-        flops = forward_gflops(ours.config, length, ours.config.num_hidden_layers)
-        row(f"forward, {ours.config.num_hidden_layers} layers", length, results, flops, peak, diff)
-
-    del theirs, ours  # the training step runs in a process holding only its own two models
+    if args.lengths:
+        built = models(args.layers, max(args.lengths + [args.train_length]), training=False)
+        for length in args.lengths:
+            ids = torch.randint(5, 30000, (1, length), generator=torch.Generator().manual_seed(length))
+            with torch.inference_mode():
+                results = measure_interleaved({name: (lambda m=built[name]: forward(*m, ids)) for name in chosen},
+                                              args.repeats)
+            rows(f"forward, {args.layers} layers", length, results, forward_gflops(built["ours fp32"][0].config,
+                                                                                   length, args.layers), peaks)
+        del built  # the training step runs in a process holding only its own models
     if args.train_length:
-        layers = args.train_layers
-        config = dict(shape, num_hidden_layers=layers)
-        torch.manual_seed(0)
-        their_small = transformers.BigBirdModel(transformers.BigBirdConfig(**config)).train()
-        with tempfile.TemporaryDirectory() as directory, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            their_small.save_pretrained(directory)
-            our_small = bigbird.BigBirdModel.from_pretrained(directory).train()
+        built = models(args.train_layers, args.train_length, training=True)
         ids = torch.randint(5, 30000, (1, args.train_length), generator=torch.Generator().manual_seed(1))
-        def step(model):
-            model.zero_grad(set_to_none=True)
-            model(ids).last_hidden_state.square().mean().backward()
-
-        results = measure_interleaved({name: (lambda m=model: step(m))
-                                       for name, model in (("theirs", their_small), ("ours", our_small))}, args.repeats)
-        flops = 3 * forward_gflops(our_small.config, args.train_length, layers)
-        row(f"training step, {layers} layers", args.train_length, results, flops, peak, None)
+        results = measure_interleaved({name: (lambda m=built[name]: step(*m, ids)) for name in chosen}, args.repeats)
+        flops = 3 * forward_gflops(built["ours fp32"][0].config, args.train_length, args.train_layers)
+        rows(f"training step, {args.train_layers} layers", args.train_length, results, flops, peaks)
 
 
-def row(run: str, length: int, results: dict, gflops: float, peak: float, diff: float | None) -> None:
-    (wall_theirs, cpu_theirs, mem_theirs, _), (wall_ours, cpu_ours, mem_ours, _) = results["theirs"], results["ours"]
-    shown = "" if diff is None else f"{diff:.1e}"
-    print(f"| {run} | {length} | {wall_theirs:.2f} | {wall_ours:.2f} | {wall_theirs / wall_ours:.2f}x | "
-          f"{cpu_theirs:.2f} | {cpu_ours:.2f} | {cpu_theirs / cpu_ours:.2f}x | {mem_theirs:.2f} | {mem_ours:.2f} | "
-          f"{100 * gflops / wall_ours / peak:.0f}% | {shown} |", flush=True)
+def rows(run: str, length: int, results: dict, gflops: float, peaks: dict) -> None:
+    base = results["Transformers fp32"]
+    for name, measured in results.items():
+        peak = peaks[torch.float32 if name.endswith("fp32") else torch.bfloat16]
+        diff = "" if measured.result is None else f"{(measured.result.float() - base.result).abs().max().item():.1e}"
+        print(f"| {run} | {length} | {name} | {measured.wall:.3f} | {measured.cpu:.2f} | {base.wall / measured.wall:.2f}x"
+              f" | {base.cpu / measured.cpu:.2f}x | {measured.peak_gb:.2f} | {100 * gflops / measured.wall / peak:.0f}% |"
+              f" {diff} |", flush=True)
 
 
 if __name__ == "__main__":
