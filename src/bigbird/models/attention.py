@@ -103,10 +103,7 @@ class BigBirdSelfAttention(nn.Module):
 
     def __init__(self, config, layer_idx: int):
         super().__init__()
-        hidden_size, heads = config.hidden_size, config.num_attention_heads
-        if heads <= 0 or hidden_size % heads:
-            raise ValueError(f"hidden_size {hidden_size} is not a multiple of num_attention_heads {heads}: "
-                             "choose a positive head count that divides the hidden size")
+        hidden_size, heads = config.hidden_size, config.num_attention_heads  # checked by models.config_checks
         self.config = config
         self.num_attention_heads = heads
         self.attention_head_size = hidden_size // heads

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .inputs import _check_range
+from .inputs import check_range
 
 # setting -> the smallest value that makes sense
 _COUNTS = {"num_beams": 1, "num_return_sequences": 1, "max_new_tokens": 1, "max_length": 1, "min_length": 0,
@@ -80,7 +80,7 @@ def _check_ids(name: str, ids, vocab_size: int) -> None:
     if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
         raise TypeError(f"generate(): {name} must be integer token ids (torch.long), got {ids.dtype}: pass the "
                         f"tokenizer's {name}, or {name}.long()")
-    _check_range(name, ids, vocab_size, "vocab_size",
+    check_range(name, ids, vocab_size, "vocab_size",
                  "the tokenizer does not match the model: use the checkpoint's own tokenizer")
 
 

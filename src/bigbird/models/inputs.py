@@ -1,7 +1,7 @@
 """Checks of a forward call's inputs, raised before any compute with the problem and the fix.
 
 Checks of shapes and dtypes run always; checks of values (ids within the vocabulary) read the tensors, so they
-run in eager calls only (see `_check_range`).
+run in eager calls only (see `check_range`).
 """
 
 from __future__ import annotations
@@ -47,13 +47,13 @@ def check_model_inputs(config, input_ids: torch.Tensor | None, inputs_embeds: to
         if tuple(token_type_ids.shape) != (batch, length):
             raise ValueError(f"token_type_ids must have shape (batch, length) = ({batch}, {length}), "
                              f"got {tuple(token_type_ids.shape)}")
-        _check_range("token_type_ids", token_type_ids, config.type_vocab_size, "type_vocab_size",
+        check_range("token_type_ids", token_type_ids, config.type_vocab_size, "type_vocab_size",
                      "pass segment ids the model was trained with")
     if position_ids is not None:
         if position_ids.dim() != 2 or position_ids.shape[1] != length or position_ids.shape[0] not in (1, batch):
             raise ValueError(f"position_ids must have shape (batch, length) = ({batch}, {length}), "
                              f"got {tuple(position_ids.shape)}")
-        _check_range("position_ids", position_ids, config.max_position_embeddings, "max_position_embeddings",
+        check_range("position_ids", position_ids, config.max_position_embeddings, "max_position_embeddings",
                      "truncate the input or renumber the positions")
     return batch, length
 
@@ -71,7 +71,7 @@ def _check_ids(input_ids: torch.Tensor, config) -> None:
     if input_ids.dim() != 2:
         raise ValueError(f"input_ids must have shape (batch, length), got {tuple(input_ids.shape)}: add a batch "
                          "dimension with input_ids[None] for a single sequence")
-    _check_range("input_ids", input_ids, config.vocab_size, "vocab_size",
+    check_range("input_ids", input_ids, config.vocab_size, "vocab_size",
                  "the tokenizer does not match the model: use the checkpoint's own tokenizer")
 
 
@@ -87,7 +87,7 @@ def _check_embeds(inputs_embeds: torch.Tensor, config, dtype: torch.dtype | None
                         f"model's dtype with inputs_embeds.to({dtype})")
 
 
-def _check_range(name: str, values: torch.Tensor, limit: int, field: str, fix: str) -> None:
+def check_range(name: str, values: torch.Tensor, limit: int, field: str, fix: str) -> None:
     """Raise when `values` leave [0, limit): in eager calls only, since reading values while torch.compile,
     torch.export or torch.jit trace would break the graph (or fail on tensors that have no values); on
     accelerators the device raises, so that eager calls do not wait for it either."""
