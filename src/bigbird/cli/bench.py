@@ -1,7 +1,8 @@
 """`bigbird bench`: how fast this library is on this machine, next to dense attention and Transformers.
 
-Both benchmarks run in this process on random weights and inputs (nothing is downloaded), fp32, batch 1,
-and print markdown tables of median seconds:
+Both benchmarks run in this process on random weights and inputs (nothing is downloaded), batch 1, in
+--dtype (default float32; auto: bfloat16 where the CPU has native bf16 matrix units), and print markdown tables
+of median seconds:
   attention  one block-sparse attention call (12 heads x 64, block 64, 3 random blocks, eval plan) against
              dense `scaled_dot_product_attention` on the same q, k, v;
   model      a bigbird-roberta-base-shaped encoder forward (768 wide, 12 heads, --layers layers), ours
@@ -21,7 +22,7 @@ from collections.abc import Callable
 
 import torch
 
-from .options import positive
+from .options import add_dtype_option, positive
 
 HEADS, HEAD_DIM, BLOCK, RANDOM = 12, 64, 64, 3
 MIN_LENGTH = 5 * BLOCK  # the fewest blocks a block-sparse plan has
@@ -44,6 +45,7 @@ def add_bench_parser(commands) -> None:
     sub.add_argument("--repeats", type=positive, help="timed runs per cell after a warm-up (default: attention 3, "
                                                       "model 1)")
     sub.add_argument("--layers", type=positive, default=12, help="encoder layers of the model (default: 12)")
+    add_dtype_option(sub, default="float32")
     sub.set_defaults(run=run_bench)
 
 
@@ -60,13 +62,13 @@ def _alternating(calls: dict[str, Callable[[], object]], repeats: int) -> tuple[
     return {name: statistics.median(times) for name, times in seconds.items()}, results
 
 
-def attention_table(lengths: list[int], repeats: int) -> list[str]:
+def attention_table(lengths: list[int], repeats: int, dtype: torch.dtype = torch.float32) -> list[str]:
     """Rows of the attention table: per length, our op and dense SDPA (median seconds) and the speed-up."""
     from ..ops import block_plan, block_sparse_attention
 
     rows = ["| L | bigbird-torch s | dense SDPA s | dense / ours |", "|---|---|---|---|"]
     for length in lengths:
-        q, k, v = (torch.randn(1, HEADS, length, HEAD_DIM) for _ in range(3))
+        q, k, v = (torch.randn(1, HEADS, length, HEAD_DIM, dtype=dtype) for _ in range(3))
         plan = block_plan(length, BLOCK, RANDOM, HEADS, max_seq_len=max(4096, length))
         with torch.inference_mode():
             times, _ = _alternating({"ours": lambda: block_sparse_attention(q, k, v, plan),
@@ -77,7 +79,7 @@ def attention_table(lengths: list[int], repeats: int) -> list[str]:
     return rows
 
 
-def model_table(lengths: list[int], repeats: int, layers: int) -> list[str]:
+def model_table(lengths: list[int], repeats: int, layers: int, dtype: torch.dtype = torch.float32) -> list[str]:
     """Rows of the model table: per length, Transformers' and our forward (median seconds), the speed-up, and
     the largest difference between the two outputs."""
     import transformers
@@ -90,6 +92,7 @@ def model_table(lengths: list[int], repeats: int, layers: int) -> list[str]:
     theirs = transformers.BigBirdModel(config).eval()
     ours = bigbird.BigBirdModel(config).eval()
     ours.load_state_dict(theirs.state_dict())
+    theirs, ours = theirs.to(dtype), ours.to(dtype)
     rows = ["| L | Transformers s | bigbird-torch s | speed-up | max abs diff |", "|---|---|---|---|---|"]
     for length in lengths:
         ids = torch.randint(5, config.vocab_size, (1, length), generator=torch.Generator().manual_seed(length))
@@ -97,7 +100,7 @@ def model_table(lengths: list[int], repeats: int, layers: int) -> list[str]:
         with torch.inference_mode(), quiet_transformers():
             times, out = _alternating({"theirs": lambda: theirs(ids).last_hidden_state,
                                        "ours": lambda: ours(ids).last_hidden_state}, repeats)
-        diff = (out["theirs"] - out["ours"]).abs().max().item()
+        diff = (out["theirs"].float() - out["ours"].float()).abs().max().item()
         rows.append(f"| {length} | {times['theirs']:.3f} | {times['ours']:.3f} | "
                     f"{times['theirs'] / times['ours']:.2f}x | {diff:.1e} |")
     return rows
@@ -107,20 +110,27 @@ def run_bench(args) -> int:
     """Print the chosen tables; returns the exit status."""
     import transformers
 
+    from ..precision import cpu_support, describe_choice, resolve_dtype
+
     which = args.which or ["attention", "model"]
     problem = next((f"unknown benchmark {name!r}: choose attention or model" for name in which
                     if name not in ("attention", "model")), None)
     problem = problem or next((f"lengths must be multiples of {BLOCK} of at least {MIN_LENGTH}, not {length}"
                                for length in args.lengths if length % BLOCK or length < MIN_LENGTH), None)
+    try:
+        dtype = resolve_dtype(args.dtype)
+    except ValueError as error:
+        problem = problem or str(error)
     if problem:
         print(f"bigbird bench: error: {problem}", file=sys.stderr)
         return 2
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
-          f"torch {torch.__version__}, transformers {transformers.__version__}; fp32, batch 1, medians\n", flush=True)
+    print(f"machine: {platform.processor() or platform.machine()} ({cpu_support().describe()}), "
+          f"{torch.get_num_threads()} torch threads, torch {torch.__version__}, transformers "
+          f"{transformers.__version__}; {describe_choice(dtype, args.dtype)}, batch 1, medians\n", flush=True)
     if "attention" in which:
         print(f"one attention call, {HEADS} heads x {HEAD_DIM}, block {BLOCK}, r = {RANDOM}:")
-        print("\n".join(attention_table(args.lengths, args.repeats or 3)) + "\n", flush=True)
+        print("\n".join(attention_table(args.lengths, args.repeats or 3, dtype)) + "\n", flush=True)
     if "model" in which:
         print(f"encoder forward, bigbird-roberta-base shape, {args.layers} layers:")
-        print("\n".join(model_table(args.lengths, args.repeats or 1, args.layers)) + "\n", flush=True)
+        print("\n".join(model_table(args.lengths, args.repeats or 1, args.layers, dtype)) + "\n", flush=True)
     return 0

@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from .options import count, output_problem, positive
+from .options import add_dtype_option, count, note_dtype, output_problem, positive
 from .report import Progress, Reporter
 from .tasks import EXIT_FAILED, EXIT_OK, EXIT_USAGE, describe
 
@@ -66,6 +66,7 @@ def _add_common(sub) -> None:
                                                                    "%(default)s)")
     sub.add_argument("--max-length", type=positive, help="tokens read per document (default: the model's, 4096)")
     sub.add_argument("--device", help="torch device, e.g. cpu, cuda (default: cpu)")
+    add_dtype_option(sub)
 
 
 def _warm_start(args) -> int:
@@ -106,14 +107,18 @@ def _documents(reporter: Reporter, args) -> tuple[list, list[str]] | None:
 
 def _load(reporter: Reporter, args):
     """The embedder of --model, or of the default model (built on first use, saying so); None on failure."""
+    from ..pipelines.loading import torch_dtype
     from ..search import default_model, load_embedder
 
     try:
+        dtype = torch_dtype(args.dtype, args.device)  # a dtype the device cannot run is refused before any loading
         path = args.model if args.model is not None else default_model(report=reporter.note)
-        return load_embedder(path, device=args.device, max_length=args.max_length)
+        embedder = load_embedder(path, device=args.device, dtype=dtype, max_length=args.max_length)
     except Exception as error:  # noqa: BLE001 - any load failure ends the command with its message
         reporter.error(f"cannot load {args.model or 'the default model'}: {describe(error)}")
         return None
+    note_dtype(reporter, args)
+    return embedder
 
 
 def _embed(args) -> int:

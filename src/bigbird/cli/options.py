@@ -61,3 +61,22 @@ def output_problem(path: str | None) -> str | None:
     if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
         return f"cannot write {path}: permission denied"
     return None
+
+
+def add_dtype_option(parser, default: str | None = None) -> None:
+    """--dtype {auto,float32,bfloat16,float16}: what the model computes in (see `bigbird.precision`); without it,
+    `default` (None: the checkpoint's dtype)."""
+    from ..precision import CHOICES
+
+    parser.add_argument("--dtype", choices=CHOICES, default=default,
+                        help=f"the dtype the model runs in (default: {default or 'the checkpoint' + chr(39) + 's'}); "
+                             "auto: bfloat16 on a GPU or on a CPU with native bf16 matrix units (AMX-BF16, "
+                             "AVX512-BF16, Arm BF16), else float32")
+
+
+def note_dtype(reporter, args) -> None:
+    """Say what `--dtype auto` chose, and why, on standard error (the run's metadata)."""
+    if args.dtype == "auto":
+        from ..precision import describe_choice, resolve_dtype
+
+        reporter.note(f"dtype {describe_choice(resolve_dtype('auto', args.device), 'auto', args.device)}")

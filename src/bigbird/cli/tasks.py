@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from . import sharding
 from .inputs import Document, read
-from .options import count, looks_like_setting, output_problem, positive, settings
+from .options import add_dtype_option, count, looks_like_setting, note_dtype, output_problem, positive, settings
 from .report import EXIT_FAILED, EXIT_OK, EXIT_USAGE, Reporter
 
 INPUT_HELP = """\
@@ -67,8 +67,7 @@ def add_task_parsers(commands) -> None:
                          help="tokens per window (default: the model's, e.g. 4096); longer documents are "
                               + ("read in overlapping windows" if name == "qa" else "truncated, with a warning"))
         sub.add_argument("--device", help="torch device, e.g. cpu, cuda, cuda:1 (default: cpu)")
-        sub.add_argument("--dtype", choices=["float32", "bfloat16", "float16"],
-                         help="weights dtype (default: the checkpoint's)")
+        add_dtype_option(sub)
         if name in ("classify", "fill-mask"):
             sub.add_argument("--top-k", type=positive, default=1 if name == "classify" else 5,
                              help="how many labels / candidates to list (default: %(default)s)")
@@ -207,6 +206,7 @@ def _load_pipeline(args, reporter: Reporter):
     except Exception as error:
         reporter.error(describe(error))
         return None
+    note_dtype(reporter, args)
     for record in caught:
         reporter.warning(record.message)
     return run

@@ -14,6 +14,7 @@ import transformers
 from transformers.utils import logging as transformers_logging
 
 from ..models.loading import HUB_ARGUMENTS, read_config
+from ..precision import resolve_dtype
 
 # task -> model_type -> the head class that task needs; checkpoints saved from `also` classes load into it too
 TASK_CLASSES = {
@@ -30,7 +31,6 @@ TASK_WORDS = {
     "fill-mask": "a masked-language-model",
     "summarize": "a summarization (conditional generation)",
 }
-DTYPES = ("float32", "bfloat16", "float16")
 
 
 class TruncationWarning(UserWarning):
@@ -58,13 +58,10 @@ def check_hub_kwargs(hub_kwargs: dict) -> None:
         raise TypeError(f"unexpected keyword arguments {unknown}: the Hub arguments are {', '.join(HUB_ARGUMENTS)}")
 
 
-def torch_dtype(dtype) -> torch.dtype | None:
-    """A torch dtype from a dtype or its name ("float32", "bfloat16", "float16"); None stays None."""
-    if dtype is None or isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be a torch dtype or one of {', '.join(DTYPES)}, not {dtype!r}")
-    return getattr(torch, dtype)
+def torch_dtype(dtype, device=None) -> torch.dtype | None:
+    """A torch dtype from a dtype or its name ("auto", "float32", "bfloat16", "float16": see
+    `bigbird.precision.resolve_dtype`) for `device`; None (the checkpoint's dtype) stays None."""
+    return None if dtype is None else resolve_dtype(dtype, device)
 
 
 @contextlib.contextmanager
@@ -125,10 +122,17 @@ def _from_checkpoint(task: str, path, tokenizer, dtype, hub_kwargs: dict):
     values = read_config(path, **hub_kwargs)
     class_name = _task_class_name(task, values.get("model_type", ""), os.fspath(path))
     _check_architecture(task, class_name, values.get("architectures") or [], os.fspath(path))
+    _check_castable(bool(values.get("quantization_config")), dtype, os.fspath(path))
     if tokenizer is None:
         tokenizer = load_tokenizer(path, **hub_kwargs)
-    model = _bigbird_class(class_name).from_pretrained(path, dtype=torch_dtype(dtype), **hub_kwargs)
+    model = _bigbird_class(class_name).from_pretrained(path, dtype=dtype, **hub_kwargs)
     return model, tokenizer
+
+
+def _check_castable(quantized: bool, dtype: torch.dtype | None, source: str) -> None:
+    if quantized and dtype is not None:
+        raise ValueError(f"{source} holds quantized weights, which cannot be cast to {dtype}: leave dtype (--dtype) "
+                         "out to run it as saved")
 
 
 def load(task: str, model, tokenizer=None, *, device=None, dtype=None, max_length: int | None = None,
@@ -138,9 +142,11 @@ def load(task: str, model, tokenizer=None, *, device=None, dtype=None, max_lengt
     `model` is a checkpoint directory or Hub id (its tokenizer is loaded from there unless given; `hub_kwargs`
     such as `revision` or `token` go to `from_pretrained`), or a loaded model, which then needs its `tokenizer`.
     A checkpoint saved for another task is refused with a message saying so. `device` and `dtype` (a torch
-    dtype or its name) move and cast the model.
+    dtype or its name; "auto": bfloat16 where the device computes it natively, else float32) move and cast the
+    model; an unknown or unsupported dtype is refused before anything loads.
     """
     check_hub_kwargs(hub_kwargs)
+    dtype = torch_dtype(dtype, device)
     if isinstance(model, (str, os.PathLike)):
         model, tokenizer = _from_checkpoint(task, model, tokenizer, dtype, hub_kwargs)
         dtype = None
@@ -152,8 +158,9 @@ def load(task: str, model, tokenizer=None, *, device=None, dtype=None, max_lengt
         class_name = _task_class_name(task, model.config.model_type, type(model).__name__)
         if not isinstance(model, _bigbird_class(class_name)):
             raise ValueError(f"{task} needs a {class_name}, not a {type(model).__name__}")
+        _check_castable(any(not p.is_floating_point() for p in model.parameters()), dtype, type(model).__name__)
     if device is not None or dtype is not None:
-        model = model.to(device=device, dtype=torch_dtype(dtype))
+        model = model.to(device=device, dtype=dtype)
     return Loaded(model.eval(), tokenizer, window_length(model.config, tokenizer, max_length))
 
 

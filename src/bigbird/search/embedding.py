@@ -40,11 +40,12 @@ def load_embedder(model: str | os.PathLike | None = None, *, device=None, dtype=
     import bigbird
 
     check_hub_kwargs(hub_kwargs)
+    dtype = torch_dtype(dtype, device)
     path = default_model() if model is None else model
     _check_bigbird(path, hub_kwargs)
     tokenizer = load_tokenizer(path, **hub_kwargs)
     with quiet_transformers():
-        encoder = bigbird.BigBirdModel.from_pretrained(path, dtype=torch_dtype(dtype), **hub_kwargs)
+        encoder = bigbird.BigBirdModel.from_pretrained(path, dtype=dtype, **hub_kwargs)
     if device is not None:
         encoder = encoder.to(device)
     return Embedder(encoder.eval(), tokenizer, window_length(encoder.config, tokenizer, max_length))
