@@ -16,7 +16,8 @@ import torch
 import transformers
 
 from .models.loading import read_config
-from .pipelines.loading import check_hub_kwargs, load_tokenizer, quiet_transformers
+from .models.loading import quiet_transformers
+from .pipelines.loading import check_hub_kwargs, load_tokenizer
 
 SOURCE_PREFIXES = {"bert": "bert.", "roberta": "roberta."}
 # the source's architecture suffix -> the BigBird class that holds the same head

@@ -85,7 +85,7 @@ def model_table(lengths: list[int], repeats: int, layers: int, dtype: torch.dtyp
     import transformers
 
     import bigbird
-    from ..pipelines.loading import quiet_transformers
+    from ..models.loading import quiet_transformers
 
     config = transformers.BigBirdConfig(num_hidden_layers=layers, max_position_embeddings=max(4096, *lengths))
     torch.manual_seed(0)

@@ -9,11 +9,13 @@ a model, damaged weight files (see `checkpoint_files`).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
 from huggingface_hub import constants as hub_constants
 from transformers.utils import cached_file
+from transformers.utils import logging as transformers_logging
 
 from .checkpoint_files import check_checkpoint_files, read_json_object
 from .config_checks import check_config_file
@@ -94,3 +96,18 @@ def check_checkpoint(name_or_path: str | os.PathLike, model_class, kwargs: dict)
     else:
         return
     check_checkpoint_files(directory, model_class.can_generate(), kwargs, local)
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """Transformers' loading reports and progress bars off, for callers that report what matters themselves."""
+    verbosity, bars = transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(verbosity)
+        if bars:
+            transformers_logging.enable_progress_bar()
+

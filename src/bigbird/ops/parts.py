@@ -33,7 +33,7 @@ class Parts:
 
     def __init__(self, plan: BlockPlan, tables: OpTables, key_bias, batch: int, heads: int, dtype,
                  mask_dtype=None):
-        self.plan, self.tables, self.batch, self.heads = plan, tables, batch, heads
+        self.tables, self.batch, self.heads = tables, batch, heads
         self.bs, self.n = plan.block_size, plan.num_blocks
         self.key_bias = key_bias
         self.dtype = dtype

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import warnings
@@ -11,7 +10,6 @@ from importlib import import_module
 
 import torch
 import transformers
-from transformers.utils import logging as transformers_logging
 
 from ..models.loading import HUB_ARGUMENTS, read_config
 from ..precision import resolve_dtype
@@ -63,16 +61,6 @@ def torch_dtype(dtype, device=None) -> torch.dtype | None:
     `bigbird.precision.resolve_dtype`) for `device`; None (the checkpoint's dtype) stays None."""
     return None if dtype is None else resolve_dtype(dtype, device)
 
-
-@contextlib.contextmanager
-def quiet_transformers():
-    """Transformers' loading reports (weights a head checkpoint has that an encoder does not use) silenced."""
-    verbosity = transformers_logging.get_verbosity()
-    transformers_logging.set_verbosity_error()
-    try:
-        yield
-    finally:
-        transformers_logging.set_verbosity(verbosity)
 
 
 def load_tokenizer(name_or_path: str | os.PathLike, **hub_kwargs):

@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ..models.loading import read_config
+from ..models.loading import quiet_transformers, read_config
 from ..pipelines.loading import (TruncationWarning, as_list, check_hub_kwargs, check_top_k, length_sorted_batches,
-                                 load_tokenizer, padded, quiet_transformers, torch_dtype, truncated, window_length)
+                                 load_tokenizer, padded, torch_dtype, truncated, window_length)
 from .default_model import default_model
 
 PASSAGE_WORDS = 100

@@ -10,7 +10,7 @@ import torch
 
 from ..pipelines.loading import TASK_CLASSES
 from .data import label_set
-from .report import quiet_transformers
+from ..models.loading import quiet_transformers
 
 PIPELINE_TASK = {"classify": "classify", "qa": "answer", "summarize": "summarize"}
 

@@ -35,7 +35,8 @@ from .distributed import (Runtime, barrier, full_model_state, full_optimizer_sta
 from .evaluate import evaluate
 from .loading import choose_labels, load_model, model_class
 from .metrics import PRIMARY
-from .report import Progress, quiet_transformers
+from ..models.loading import quiet_transformers
+from .report import Progress
 from .settings import TrainSettings, check_resumed, check_settings
 
 

@@ -61,17 +61,3 @@ def warnings_as_lines(command: str = "bigbird train"):
     finally:
         transformers_logging.remove_handler(handler)
         transformers_logging.enable_default_handler()
-
-
-@contextlib.contextmanager
-def quiet_transformers():
-    """Transformers' loading reports and progress bars off: the run reports new weights itself."""
-    verbosity, bars = transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled()
-    transformers_logging.set_verbosity_error()
-    transformers_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        transformers_logging.set_verbosity(verbosity)
-        if bars:
-            transformers_logging.enable_progress_bar()
