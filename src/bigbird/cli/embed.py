@@ -126,9 +126,7 @@ def _embed(args) -> int:
     from . import sharding
 
     if sharding.launched():
-        from .embed_sharded import run_sharded
-
-        return run_sharded(args)
+        return _run_sharded(args)
     reporter = Reporter("embed")
     problem = output_problem(args.output)
     if problem:
@@ -185,3 +183,58 @@ def _search(args) -> int:
             passage = " ".join(result["passage"].split())
             print(f"{rank}. {result['score']:.3f}  {ids[result['index']]}\n   ...{passage}...\n")
     return EXIT_FAILED if reporter.failed else EXIT_OK
+
+
+def _run_sharded(args) -> int:
+    """`bigbird embed` as parsed into `args`, in one of torchrun's processes (see `sharding`: the batches one process
+    would run shared out, the same output written by process 0); returns the exit status."""
+    from . import sharding
+
+    setup = Reporter("embed", hold=True)
+    processes = sharding.start(args, setup, None)
+    if isinstance(processes, int):
+        return processes
+    try:
+        return _embed_shares(args, processes, setup)
+    finally:
+        processes.close()
+
+
+def _embed_shares(args, processes, setup: Reporter) -> int:
+    """Embed this process's share of the batches (`processes`: a `sharding.Processes`), record it, and let process 0
+    write the output."""
+    import torch
+
+    from ..pipelines.loading import length_sorted_batches
+    from ..search import embed
+    from . import sharding
+
+    found = _documents(setup, args)
+    if processes.settle(setup, found is None):
+        return EXIT_FAILED
+    ids, texts = found
+    opened = sharding.open_record(processes, args, [ids, texts], setup)
+    if opened is None:
+        return EXIT_USAGE
+    record, done = opened
+    embedder = _load(setup, args)
+    if processes.settle(setup, embedder is None):
+        return EXIT_FAILED
+    # the lengths `embed` batches by: tokens, cut to the window
+    lengths = [min(len(row), embedder.window) for row in embedder.tokenizer(texts, verbose=False)["input_ids"]]
+    reporter = Reporter("embed")
+
+    def compute(batch: list[int]) -> list[tuple[int, list[float]]]:
+        with reporter.live([ids[index] for index in batch]):
+            vectors = embed([texts[index] for index in batch], embedder, batch_size=len(batch))
+        return list(zip(batch, vectors.tolist()))
+
+    sharding.work(processes, record, list(length_sorted_batches(lengths, args.batch_size)), done, compute,
+                  lambda batch: len(batch) * max(lengths[index] for index in batch))
+    processes.gather(None)  # every process has recorded its share
+    if processes.rank == 0:
+        results = record.finished()
+        write_embeddings(args.output, ids, torch.tensor([results[index] for index in range(len(ids))],
+                                                        dtype=torch.float32))
+        record.remove()
+    return EXIT_FAILED if setup.failed else EXIT_OK
