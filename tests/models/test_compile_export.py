@@ -11,7 +11,7 @@ import transformers
 from torch._dynamo.utils import counters
 
 import bigbird
-from bigbird.ops import layout
+from bigbird.ops import block_sparse, layout
 from bigbird_oracle import batch, tiny_config
 from pegasus_oracle import TINY as PEGASUS
 from pegasus_oracle import encoder_batch
@@ -84,6 +84,30 @@ def test_compiled_bigbird_training_step_gives_eager_gradients(random_plan):
     got = outputs_and_grads(torch.compile(model, fullgraph=True, backend="aot_eager"), inputs)
     assert not counters["graph_break"]
     want = outputs_and_grads(model, inputs)
+    assert_all_close(got[0], want[0], 1e-5)
+    assert_all_close(got[1], want[1], 1e-5)
+
+
+def test_compiled_bigbird_on_the_triton_kernel_gives_eager_gradients(monkeypatch):
+    """The GPU path: the Triton custom op inside the compiled model, on CUDA, or on CPU tensors under Triton's
+    interpreter (where the kernel is chosen by hand: CPU tensors default to the CPU op)."""
+    kernel = pytest.importorskip("bigbird.ops.triton_kernel")
+    device = "cpu" if kernel.INTERPRETED else "cuda"
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("the Triton kernels were compiled for a GPU and there is none")
+    chosen = []
+    if kernel.INTERPRETED:
+        def triton_backend(backend, device):
+            chosen.append(device)
+            return kernel.triton_block_sparse_attention
+
+        monkeypatch.setattr(block_sparse, "_implementation", triton_backend)
+    model = bigbird_model(block_size=16, num_hidden_layers=1).train().to(device)  # 170 tokens: 11 blocks of 16
+    inputs = {name: value.to(device) for name, value in batch("BigBirdModel", 170, batch_size=1, pad=0).items()}
+    got = outputs_and_grads(torch.compile(model, fullgraph=True, backend="aot_eager"), inputs)
+    assert not counters["graph_break"]
+    want = outputs_and_grads(model, inputs)
+    assert chosen or not kernel.INTERPRETED
     assert_all_close(got[0], want[0], 1e-5)
     assert_all_close(got[1], want[1], 1e-5)
 
