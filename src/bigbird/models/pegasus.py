@@ -22,7 +22,7 @@ from transformers.models.bigbird_pegasus import modeling_bigbird_pegasus as hf
 from transformers.utils.generic import can_return_tuple
 
 from .attention import AttentionMasks, BigBirdSelfAttention, full_attention_masks, sparse_call
-from .inputs import check_length, check_model_inputs
+from .input_checks import check_length, check_model_inputs
 from .pretrained import BigBirdFamilyMixin, CheckedGenerateMixin
 
 class BigBirdPegasusEncoderAttention(nn.Module):
