@@ -11,7 +11,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-from .triton_forward import load_operand, store_tile, tile_offsets
+from .triton_forward import load_operand, store_tile, tile_offsets, work_item
 
 
 @triton.jit
@@ -44,12 +44,8 @@ def dq_kernel(
     W: tl.constexpr, BS: tl.constexpr, BD: tl.constexpr, HAS_MASK: tl.constexpr, UPCAST: tl.constexpr,
 ):
     """Grid (forward items, batch): dQ (B, H, L, D) of a query tile, or its fp32 partial in PART (B, P, BS, BD)."""
-    item = tl.program_id(0)
+    item, head, row0, count, part = work_item(INFO, BS)
     b = tl.program_id(1).to(tl.int64)
-    head = tl.load(INFO + item * 4).to(tl.int64)
-    row0 = tl.load(INFO + item * 4 + 1).to(tl.int64) * BS
-    count = tl.load(INFO + item * 4 + 2)
-    part = tl.load(INFO + item * 4 + 3)
     rows = tl.arange(0, BS)
     q_offsets, cols = tile_offsets(sq_l, sq_d, D, BS, BD)
     k_offsets, _ = tile_offsets(sk_l, sk_d, D, BS, BD)
@@ -87,12 +83,8 @@ def dkv_kernel(
     W: tl.constexpr, BS: tl.constexpr, BD: tl.constexpr, HAS_MASK: tl.constexpr, UPCAST: tl.constexpr,
 ):
     """Grid (transposed items, batch): dK, dV (B, H, L, D) of a key tile, or fp32 partials (B, P, BS, BD)."""
-    item = tl.program_id(0)
+    item, head, key0, count, part = work_item(INFO, BS)
     b = tl.program_id(1).to(tl.int64)
-    head = tl.load(INFO + item * 4).to(tl.int64)
-    key0 = tl.load(INFO + item * 4 + 1).to(tl.int64) * BS
-    count = tl.load(INFO + item * 4 + 2)
-    part = tl.load(INFO + item * 4 + 3)
     rows = tl.arange(0, BS)
     q_offsets, cols = tile_offsets(sq_l, sq_d, D, BS, BD)
     k_offsets, _ = tile_offsets(sk_l, sk_d, D, BS, BD)

@@ -46,6 +46,15 @@ def store_tile(base, row0, stride_l, D, value, BS: tl.constexpr, BD: tl.constexp
 
 
 @triton.jit
+def work_item(INFO, BS: tl.constexpr):
+    """This program's work item: (item, head, first row of its tile, listed blocks, partial slot or -1)."""
+    item = tl.program_id(0)
+    head = tl.load(INFO + item * 4).to(tl.int64)
+    row0 = tl.load(INFO + item * 4 + 1).to(tl.int64) * BS
+    return item, head, row0, tl.load(INFO + item * 4 + 2), tl.load(INFO + item * 4 + 3)
+
+
+@triton.jit
 def attention_forward_kernel(
     Q, K, V, OUT, LSE, PART_OUT, PART_LSE, KEY_BIAS, QUERY_KEEP, INFO, SLOTS, LOG2M,
     sq_b, sq_h, sq_l, sq_d, sk_b, sk_h, sk_l, sk_d, sv_b, sv_h, sv_l, sv_d,
@@ -54,12 +63,8 @@ def attention_forward_kernel(
 ):
     """Grid (items, batch). OUT (B, H, L, D) and LSE (B, H, L) for unsplit items; a split item writes its
     normalised fp32 partial into PART_OUT (B, P, BS, BD) and PART_LSE (B, P, BS) for `reduce_forward_kernel`."""
-    item = tl.program_id(0)
+    item, head, row0, count, part = work_item(INFO, BS)
     b = tl.program_id(1).to(tl.int64)
-    head = tl.load(INFO + item * 4).to(tl.int64)
-    row0 = tl.load(INFO + item * 4 + 1).to(tl.int64) * BS
-    count = tl.load(INFO + item * 4 + 2)
-    part = tl.load(INFO + item * 4 + 3)
     rows = tl.arange(0, BS)
     q_offsets, cols = tile_offsets(sq_l, sq_d, D, BS, BD)
     k_offsets, _ = tile_offsets(sk_l, sk_d, D, BS, BD)
