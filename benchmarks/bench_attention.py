@@ -7,48 +7,33 @@ vs compiled FlexAttention with the same block pattern, in one process, in float3
 
 Shape: batch 1, 12 heads, head dim 64, block 64, 3 random blocks, eval-mode plan (Transformers'
 default at inference); every implementation in each of --dtypes (compiled FlexAttention in float32 only), the
-last column against our op in float32. The first line records the CPU and its native bf16/fp16 flags. Medians over repeats; peak extra memory is the resident-set high-water mark
-above the level before the cell
-(after returning freed heap memory to the system). FLOPs are the op's nominal ones (every attended key block, with its
-multiplicity, 4 * d flops per query-key pair forward, three times that forward+backward); the
-fraction of peak divides the achieved rate by this machine's matmul rate in the row's dtype, measured in the run.
+last column against our op in the first dtype. The first line records the CPU, its native bf16/fp16 flags and
+the load. The implementations of one (length, pass) run in turn, each timed run after an untimed one
+(interleaved.py), so that a drift in the machine's speed hits all alike; medians over repeats. Peak extra
+memory is the resident-set high-water mark of the first (untimed) call above the level before it (after
+returning freed heap memory to the system). FLOPs are the op's nominal ones (every attended key block, with its
+multiplicity, 4 * d flops per query-key pair forward, three times that forward+backward); the fraction of peak
+divides the achieved rate by this machine's matmul rate in the row's dtype, measured in the run.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
 import math
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
 from bigbird.ops import block_plan, block_sparse_attention
+from interleaved import measure_interleaved
 from machine import describe
-from peak_memory import peak_baseline, peak_extra_mb
 
 HEADS, HEAD_DIM, BLOCK, RANDOM = 12, 64, 64, 3
 
 
-def measure(fn, repeats: int) -> tuple[float, float]:
-    """Median seconds over `repeats` runs after one warm-up, and the peak extra MB of the warm-up."""
-    gc.collect()
-    baseline = peak_baseline()
-    fn()
-    extra = peak_extra_mb(baseline)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), extra
-
-
 def matmul_peak_gflops(dtype: torch.dtype = torch.float32) -> float:
     a, b = torch.randn(2048, 2048).to(dtype), torch.randn(2048, 2048).to(dtype)
-    seconds, _ = measure(lambda: a @ b, 7)
+    seconds = measure_interleaved({"matmul": lambda: a @ b}, 7)["matmul"].wall
     return 2 * 2048**3 / seconds / 1e9
 
 
@@ -117,7 +102,8 @@ def implementations(length: int, with_flex: bool, with_transformers: bool, dtype
     return impls
 
 
-def cell(impl, length: int, backward: bool, repeats: int, dtype: torch.dtype):
+def prepared(impl, length: int, backward: bool, dtype: torch.dtype):
+    """A call of `impl` on fresh random q, k, v: forward (no grad), or forward and backward of their sum."""
     q, k, v = (torch.randn(1, HEADS, length, HEAD_DIM).to(dtype).requires_grad_(backward) for _ in range(3))
     if backward:
         def fn():
@@ -128,7 +114,7 @@ def cell(impl, length: int, backward: bool, repeats: int, dtype: torch.dtype):
         def fn():
             with torch.no_grad():
                 impl(q, k, v)
-    return measure(fn, repeats)
+    return fn
 
 
 def main() -> None:
@@ -166,20 +152,22 @@ def main() -> None:
         impls = implementations(length, with_flex, have_transformers, dtypes)
         for backward in passes:
             flops = op_flops(length) * (3 if backward else 1)
-            ours = None
+            calls = {}
             for (name, dtype), impl in impls.items():
                 label = f"{length:>6} {'fwd+bwd' if backward else 'forward':>8} {name:>14} {str(dtype)[6:]:>8}"
                 if name == "transformers" and (length > args.transformers_limit or (backward and length > 8192)):
                     print(f"{label}   skipped: its dense L x L probabilities (and their gradients) exceed this "
                           "machine's memory or the --transformers-limit")
-                    continue
-                if name == "compiled flex" and backward:
+                elif name == "compiled flex" and backward:
                     print(f"{label}   skipped: FlexAttention has no backward on CPU in torch {torch.__version__}")
-                    continue
-                seconds, extra = cell(impl, length, backward, repeats, dtype)
-                ours = ours or seconds
-                share = flops / seconds / 1e9 / peaks[dtype] * 100
-                print(f"{label} {seconds:>9.4f} {share:>6.0f}% {extra:>9.0f} {seconds / ours:>15.2f}x", flush=True)
+                else:
+                    calls[label, dtype] = prepared(impl, length, backward, dtype)
+            results = measure_interleaved(calls, repeats)
+            ours = next(iter(results.values())).wall
+            for (label, dtype), measured in results.items():
+                share = flops / measured.wall / 1e9 / peaks[dtype] * 100
+                print(f"{label} {measured.wall:>9.4f} {share:>6.0f}% {measured.peak_gb * 1024:>9.0f} "
+                      f"{measured.wall / ours:>15.2f}x", flush=True)
 
 
 if __name__ == "__main__":
