@@ -159,10 +159,17 @@ def test_everything_else_is_transformers_loop(settings, models, paths):
     assert paths["transformers"] == (0 if "num_beams" in settings else 1)
 
 
-def test_reduced_precision_float32_products_are_left_to_transformers(models, paths, monkeypatch):
+def test_reduced_precision_float32_products_are_left_to_transformers(models, paths):
     hf, model = models
-    monkeypatch.setattr(torch.backends.mkldnn.matmul, "fp32_precision", "bf16")
-    model.generate(**batch(), max_new_tokens=3)
+    # set and restored through torch's own property (monkeypatch cannot restore it: every later float32 product of
+    # the test process would run in bf16 on CPUs with AMX)
+    previous = torch.backends.mkldnn.matmul.fp32_precision
+    torch.backends.mkldnn.matmul.fp32_precision = "bf16"
+    try:
+        model.generate(**batch(), max_new_tokens=3)
+    finally:
+        torch.backends.mkldnn.matmul.fp32_precision = previous
+    assert torch.backends.mkldnn.matmul.fp32_precision == previous
     assert paths["screened"] == 0 and paths["transformers"] == 1
 
 
