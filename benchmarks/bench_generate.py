@@ -4,13 +4,19 @@ A random model of bigbird-pegasus-large's width and vocabulary (d_model 1024, 16
 96103, 4096 positions, block 64, 3 random blocks) with fewer layers, a 4096-token input, batch 1:
 
 - the encoder pass alone;
-- greedy search and 4-beam search generating exactly `--new-tokens` tokens (min_new_tokens = max_new_tokens),
-  checked to give identical tokens;
-- per-token decoder cost = (generate - encoder) / new tokens.
+- greedy search generating up to `--new-tokens` tokens, three ways: ours (plain greedy search takes our fast path,
+  `bigbird.generation`), ours through Transformers' loop (`custom_generate=GenerationMixin._sample`, which
+  `generate()` documents), and Transformers; no `min_new_tokens`, whose logits processor would turn the fast path
+  off, so the number of new tokens is printed;
+- 4-beam search generating exactly `--new-tokens` tokens (min_new_tokens = max_new_tokens);
+- per-token decoder cost = (generate - encoder) / new tokens;
+- the one-time cost of the fast path's float16 copy of the output projection (built on the first greedy call).
 
-Each comparison runs ours and Transformers in turn (ours, theirs, ours, ...) so that a drift in the machine's speed
-hits both alike. Prints a markdown table of median wall seconds, tokens per second, the speed-up, and peak extra memory
-(resident set size high-water mark above the level before the first call, /proc/self/status).
+Every run checks the generated tokens are identical. Calls run in turn (ours, theirs, ours, ...) so that a drift in
+the machine's speed hits all alike. Prints the machine (CPU model and flags that matter here) and a markdown table of
+median wall seconds, median process CPU seconds (all threads: steadier than wall time on a shared machine), the
+ratios against Transformers, and peak extra memory (resident set size high-water mark above the level before the
+first call, /proc/self/status).
 
     python benchmarks/bench_generate.py                       # 2+2 layers, 64 new tokens, 3 repeats
     python benchmarks/bench_generate.py --layers 4 --repeats 5
@@ -19,12 +25,68 @@ hits both alike. Prints a markdown table of median wall seconds, tokens per seco
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
+import time
 import warnings
 
 import torch
 from interleaved import measure_interleaved
+
+FLAGS = ("avx2", "f16c", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16")
+
+
+def machine() -> str:
+    """CPU model and the flags that decide which products are fast, from /proc/cpuinfo."""
+    model, flags = "unknown CPU", set()
+    with open("/proc/cpuinfo") as info:
+        for line in info:
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                model = value.strip()
+            elif key.strip() == "flags":
+                flags = set(value.split())
+    return f"{model}, flags {' '.join(flag for flag in FLAGS if flag in flags) or 'none of ' + ' '.join(FLAGS)}"
+
+
+def row(name: str, ours, theirs, same: str) -> str:
+    """A table row: medians of wall and process CPU seconds, their ratios (Transformers / ours), peaks."""
+    return (f"| {name} | {ours.wall:.3f} | {theirs.wall:.3f} | {theirs.wall / ours.wall:.2f} | {ours.cpu:.3f} "
+            f"| {theirs.cpu:.3f} | {theirs.cpu / ours.cpu:.2f} | {ours.peak_gb:.2f} | {theirs.peak_gb:.2f} | {same} |")
+
+
+def per_token_row(name: str, ours, theirs, ours_encoder, theirs_encoder, new: int) -> str:
+    """(generate - encoder pass) / new tokens, in ms, wall and CPU."""
+    wall = [(run.wall - encoder.wall) / new * 1000 for run, encoder in ((ours, ours_encoder), (theirs, theirs_encoder))]
+    cpu = [(run.cpu - encoder.cpu) / new * 1000 for run, encoder in ((ours, ours_encoder), (theirs, theirs_encoder))]
+    return (f"| {name}, decoder per token (ms) | {wall[0]:.1f} | {wall[1]:.1f} | {wall[1] / wall[0]:.2f} "
+            f"| {cpu[0]:.1f} | {cpu[1]:.1f} | {cpu[1] / cpu[0]:.2f} | | | |")
+
+
+def load_models(layers: int):
+    """A random Transformers BigBird-Pegasus saved and loaded by both libraries: (config, theirs, ours)."""
+    import transformers
+
+    import bigbird
+
+    torch.manual_seed(0)
+    config = transformers.BigBirdPegasusConfig(encoder_layers=layers, decoder_layers=layers, dropout=0.0)
+    with tempfile.TemporaryDirectory() as directory:
+        transformers.BigBirdPegasusForConditionalGeneration(config).save_pretrained(directory)
+        theirs = transformers.BigBirdPegasusForConditionalGeneration.from_pretrained(directory).eval()
+        ours = bigbird.BigBirdPegasusForConditionalGeneration.from_pretrained(directory)
+    return config, theirs, ours
+
+
+def print_generation(runs: dict, encoder: dict) -> None:
+    """Rows for every search: each of our ways against Transformers, with identical tokens checked."""
+    for search, result in runs.items():
+        expected = result["theirs"].result
+        new = expected.shape[1] - 1
+        for who in (name for name in result if name != "theirs"):
+            same = torch.equal(result[who].result, expected)
+            print(row(f"{search}, {new} tokens: {who}", result[who], result["theirs"], str(same)))
+            print(per_token_row(f"{search}: {who}", result[who], result["theirs"], encoder["ours"],
+                                encoder["theirs"], new))
 
 
 def main() -> None:
@@ -39,49 +101,42 @@ def main() -> None:
     import transformers
     from transformers.utils import logging
 
-    import bigbird
+    from bigbird.generation.output_head import half_copy
 
     logging.set_verbosity_error()
     warnings.simplefilter("ignore")
-    torch.manual_seed(0)
-    config = transformers.BigBirdPegasusConfig(encoder_layers=args.layers, decoder_layers=args.layers,
-                                               dropout=0.0)
-    with tempfile.TemporaryDirectory() as directory:
-        transformers.BigBirdPegasusForConditionalGeneration(config).save_pretrained(directory)
-        theirs = transformers.BigBirdPegasusForConditionalGeneration.from_pretrained(directory).eval()
-        ours = bigbird.BigBirdPegasusForConditionalGeneration.from_pretrained(directory)
+    config, theirs, ours = load_models(args.layers)
     input_ids = torch.randint(3, config.vocab_size, (1, args.length), generator=torch.Generator().manual_seed(1))
     n = args.new_tokens
-    searches = {"greedy": dict(num_beams=1), f"beam {args.beams}": dict(num_beams=args.beams)}
-
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads, "
-          f"torch {torch.__version__}, transformers {transformers.__version__}")
+    print(f"machine: {machine()}; {torch.get_num_threads()} threads, torch {torch.__version__}, "
+          f"transformers {transformers.__version__}")
     print(f"model: d_model 1024, {args.layers}+{args.layers} layers, vocab {config.vocab_size}; input "
-          f"{args.length} tokens, {n} new tokens, medians of {args.repeats}\n")
-    print("| run | ours (s) | Transformers (s) | speed-up | ours tok/s | Transformers tok/s "
+          f"{args.length} tokens, up to {n} new tokens, medians of {args.repeats}")
+    start, start_cpu = time.perf_counter(), time.process_time()
+    half_copy(ours.lm_head.weight, ours.final_logits_bias[0])
+    print(f"float16 copy of the output projection, built once per weight: {time.perf_counter() - start:.2f} s wall, "
+          f"{time.process_time() - start_cpu:.2f} s CPU\n")
+    print("| run | ours (s) | Transformers (s) | speed-up | ours CPU (s) | Transformers CPU (s) | CPU ratio "
           "| ours peak (GB) | Transformers peak (GB) | same tokens |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    greedy, beam = dict(max_new_tokens=n), dict(max_new_tokens=n, min_new_tokens=n, num_beams=args.beams)
     with torch.no_grad():
         encoders = {"ours": ours.get_encoder(), "theirs": theirs.get_encoder()}
-        encoder_time = measure_interleaved(
+        encoder = measure_interleaved(
             {who: (lambda e=e: e(input_ids=input_ids).last_hidden_state) for who, e in encoders.items()},
             args.repeats)
-        a, b = encoder_time["ours"], encoder_time["theirs"]
-        same = torch.allclose(a.result, b.result, atol=1e-4)
-        print(f"| encoder pass | {a.wall:.3f} | {b.wall:.3f} | {b.wall / a.wall:.2f} | | | {a.peak_gb:.2f} "
-              f"| {b.peak_gb:.2f} | outputs within 1e-4: {same} |")
-        per_token = {}
-        for name, search in searches.items():
-            settings = dict(max_new_tokens=n, min_new_tokens=n, **search)
-            result = measure_interleaved({who: (lambda m=model: m.generate(input_ids, **settings))
-                                          for who, model in (("ours", ours), ("theirs", theirs))}, args.repeats)
-            a, b = result["ours"], result["theirs"]
-            same = a.result.shape == b.result.shape and torch.equal(a.result, b.result)
-            print(f"| {name}, {n} tokens | {a.wall:.3f} | {b.wall:.3f} | {b.wall / a.wall:.2f} | {n / a.wall:.1f} "
-                  f"| {n / b.wall:.1f} | {a.peak_gb:.2f} | {b.peak_gb:.2f} | {same} |")
-            per_token[name] = [(result[w].wall - encoder_time[w].wall) / n * 1000 for w in ("ours", "theirs")]
-        for name, (a, b) in per_token.items():
-            print(f"| {name}: decoder per token (ms) | {a:.1f} | {b:.1f} | {b / a:.2f} | | | | | |")
+        same = torch.allclose(encoder["ours"].result, encoder["theirs"].result, atol=1e-4)
+        print(row("encoder pass", encoder["ours"], encoder["theirs"], f"outputs within 1e-4: {same}"))
+        runs = {
+            "greedy": measure_interleaved({
+                "ours": lambda: ours.generate(input_ids, **greedy),
+                "ours, Transformers' loop": lambda: ours.generate(
+                    input_ids, custom_generate=transformers.GenerationMixin._sample, **greedy),
+                "theirs": lambda: theirs.generate(input_ids, **greedy)}, args.repeats),
+            f"beam {args.beams}": measure_interleaved({"ours": lambda: ours.generate(input_ids, **beam),
+                                                       "theirs": lambda: theirs.generate(input_ids, **beam)},
+                                                      args.repeats)}
+    print_generation(runs, encoder)
 
 
 if __name__ == "__main__":

@@ -179,6 +179,10 @@ def random_head(seed: int, scale: float = 0.05, bias: bool = True):
     return weight, (torch.randn(VOCAB, generator=generator) if bias else None)
 
 
+def copy_of(weight, bias):
+    return HalfCopy(weight, torch.zeros(weight.shape[0]) if bias is None else bias)
+
+
 def unit_hidden(rows: int, seed: int) -> torch.Tensor:
     return torch.nn.functional.layer_norm(torch.randn(rows, SIZE, generator=torch.Generator().manual_seed(seed)),
                                           (SIZE,))
@@ -197,7 +201,7 @@ def test_the_bound_holds(scale, hidden_scale):
         weight, bias = random_head(seed, scale)
         weight[:50] = torch.randn(50, SIZE, generator=torch.Generator().manual_seed(seed)) * 2.0**-20
         hidden = torch.randn(2, SIZE, generator=torch.Generator().manual_seed(100 + seed)) * hidden_scale
-        approx, margin = logit_bounds(hidden, bias, HalfCopy(weight))
+        approx, margin = logit_bounds(hidden, copy_of(weight, bias))
         exact64 = hidden.double() @ weight.double().T + bias.double()
         float32 = hidden @ weight.T + bias
         assert bool(((float32.double() - approx.double()).abs() <= margin.double()).all())
@@ -212,7 +216,7 @@ def test_screened_tokens_are_the_float32_argmax(rows, with_bias):
     for seed in range(8):
         weight, bias = random_head(seed, bias=with_bias)
         hidden = unit_hidden(rows, seed)
-        tokens = screened_argmax(hidden, weight, bias, HalfCopy(weight))
+        tokens = screened_argmax(hidden, weight, bias, copy_of(weight, bias))
         if tokens is not None:
             decided += 1
             assert torch.equal(tokens, float32_argmax(weight, bias, hidden))
@@ -233,19 +237,19 @@ def test_near_ties_below_float16_resolution_are_decided_in_float32():
         nudged = torch.cat([weight, twin[None]])
         expected = VOCAB if sign > 0 else best
         assert int(float32_argmax(nudged, None, hidden)) == expected
-        assert int(screened_argmax(hidden, nudged, None, HalfCopy(nudged))) == expected
+        assert int(screened_argmax(hidden, nudged, None, copy_of(nudged, None))) == expected
 
 
 def test_ties_within_float32_rounding_are_left_to_the_full_product():
     """Equal rows, or rows one float32 step apart: another summation order could pick the other one."""
-    weight, bias = random_head(0, bias=False)[0], torch.zeros(VOCAB)
+    weight = random_head(0, bias=False)[0]
     hidden = unit_hidden(1, 2)
-    best = int(float32_argmax(weight, bias, hidden))
+    best = int(float32_argmax(weight, None, hidden))
     twin = weight[best].clone()
     for nudge in (0.0, float(torch.finfo(torch.float32).eps * twin[0].abs())):
         twin[0] = weight[best, 0] + nudge
-        tied = torch.cat([weight, twin[None]])
-        assert screened_argmax(hidden, tied, torch.zeros(VOCAB + 1), HalfCopy(tied)) is None
+        tied, bias = torch.cat([weight, twin[None]]), torch.zeros(VOCAB + 1)
+        assert screened_argmax(hidden, tied, bias, copy_of(tied, bias)) is None
 
 
 def test_what_the_copy_cannot_hold_gets_none_and_is_left_unchanged():
@@ -253,20 +257,27 @@ def test_what_the_copy_cannot_hold_gets_none_and_is_left_unchanged():
     for value in (1e6, -65520.0, float("nan")):
         changed = weight.clone()
         changed[3, 0] = value
-        assert half_copy(changed) is None
+        assert half_copy(changed, bias) is None
         assert changed[3, 0].isnan() if value != value else changed[3, 0] == value  # packing would clamp it
     weight[3, 0] = -65504.0
-    assert half_copy(weight) is not None
-    assert half_copy(weight.bfloat16()) is None and half_copy(weight.double()) is None
-    assert screened_argmax(torch.full((1, SIZE), float("inf")), weight, bias, half_copy(weight)) is None
+    assert half_copy(weight, bias) is not None and half_copy(weight, None) is not None
+    for other in (weight.bfloat16(), weight.double()):
+        assert half_copy(other, None) is None
+    for bad in (float("inf"), float("nan")):
+        assert half_copy(weight, torch.full((VOCAB,), bad)) is None
+    for huge in (float("inf"), 1e35):
+        assert screened_argmax(torch.full((1, SIZE), huge), weight, bias, half_copy(weight, bias)) is None
 
 
-def test_the_copy_follows_in_place_changes_of_the_weight():
+def test_the_copy_follows_in_place_changes_of_the_weight_and_the_bias():
     weight, bias = random_head(0)
-    first = half_copy(weight)
-    assert half_copy(weight) is first
+    first = half_copy(weight, bias)
+    assert half_copy(weight, bias) is first
     hidden = unit_hidden(1, 0)
-    with torch.no_grad():
-        weight[int(float32_argmax(weight, bias, hidden))] *= -1
-    assert half_copy(weight) is not first
-    assert torch.equal(screened_argmax(hidden, weight, bias, half_copy(weight)), float32_argmax(weight, bias, hidden))
+    for tensor in (weight, bias):
+        with torch.no_grad():
+            tensor[int(float32_argmax(weight, bias, hidden))] *= -1
+        copy = half_copy(weight, bias)
+        assert copy is not first
+        assert torch.equal(screened_argmax(hidden, weight, bias, copy), float32_argmax(weight, bias, hidden))
+        first = copy

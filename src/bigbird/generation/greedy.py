@@ -40,17 +40,16 @@ def takes_fast_path(model, logits_processor, stopping_criteria, generation_confi
         return False
     if any(type(criterion) not in (MaxLengthCriteria, EosTokenCriteria) for criterion in stopping_criteria):
         return False
-    exact_bias = model.final_logits_bias.dtype == torch.float32 and model.final_logits_bias.device.type == "cpu"
-    return exact_bias and _float32_matmuls_exact() and half_copy(model.lm_head.weight) is not None
+    return _float32_matmuls_exact() and half_copy(model.lm_head.weight, model.final_logits_bias[0]) is not None
 
 
 def _next_tokens(model, hidden: torch.Tensor) -> torch.Tensor:
     """The argmax of the last position's logits (batch,) from the decoder's output hidden (batch, length, d_model):
     screened, or where the screen cannot decide, from the logits computed as Transformers' head computes them."""
-    weight, bias = model.lm_head.weight, model.final_logits_bias
-    tokens = screened_argmax(hidden[:, -1], weight, bias[0], half_copy(weight))
+    weight, bias = model.lm_head.weight, model.final_logits_bias[0]
+    tokens = screened_argmax(hidden[:, -1], weight, bias, half_copy(weight, bias))
     if tokens is None:
-        tokens = (model.lm_head(hidden) + bias)[:, -1].float().argmax(dim=-1)
+        tokens = (model.lm_head(hidden) + model.final_logits_bias)[:, -1].float().argmax(dim=-1)
     return tokens
 
 
