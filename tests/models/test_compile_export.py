@@ -15,14 +15,7 @@ from bigbird.ops import block_sparse, layout
 from bigbird_oracle import batch, tiny_config
 from pegasus_oracle import TINY as PEGASUS
 from pegasus_oracle import encoder_batch
-
-
-@pytest.fixture(autouse=True)
-def fresh_dynamo():
-    torch._dynamo.reset()
-    counters.clear()
-    yield
-    torch._dynamo.reset()
+from compile_fixtures import fresh_dynamo  # noqa: F401 (fixture)
 
 
 def bigbird_model(**overrides) -> bigbird.BigBirdModel:

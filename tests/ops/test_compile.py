@@ -8,14 +8,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 from bigbird.ops import block_plan, block_sparse_attention, reference_attention
 from bigbird.ops.cpu_op import block_sparse_backward_op, block_sparse_op
-
-
-@pytest.fixture(autouse=True)
-def fresh_dynamo():
-    torch._dynamo.reset()
-    counters.clear()
-    yield
-    torch._dynamo.reset()
+from compile_fixtures import fresh_dynamo  # noqa: F401 (fixture)
 
 
 def inputs(batch=2, heads=2, length=512, head_dim=16, dtype=torch.float32, padded=100):

@@ -121,6 +121,15 @@ def _load(reporter: Reporter, args):
     return embedder
 
 
+def _documents_and_embedder(reporter: Reporter, args):
+    """(ids, texts, embedder) for embed and search, or None once the reporter has said what failed."""
+    found = _documents(reporter, args)
+    embedder = found and _load(reporter, args)
+    if not embedder:
+        return None
+    return (*found, embedder)
+
+
 def _embed(args) -> int:
     from ..search import embed
     from . import sharding
@@ -132,11 +141,10 @@ def _embed(args) -> int:
     if problem:
         reporter.error(problem)
         return EXIT_FAILED
-    found = _documents(reporter, args)
-    embedder = found and _load(reporter, args)
-    if not embedder:
+    loaded = _documents_and_embedder(reporter, args)
+    if loaded is None:
         return EXIT_FAILED
-    ids, texts = found
+    ids, texts, embedder = loaded
     with reporter.live(ids), Progress(len(texts)) as progress:
         vectors = embed(texts, embedder, batch_size=args.batch_size, on_batch=progress)
     write_embeddings(args.output, ids, vectors)
@@ -167,11 +175,10 @@ def _search(args) -> int:
     if not args.query.strip():
         reporter.error("the query is empty: give some words to search for")
         return EXIT_USAGE
-    found = _documents(reporter, args)
-    embedder = found and _load(reporter, args)
-    if not embedder:
+    loaded = _documents_and_embedder(reporter, args)
+    if loaded is None:
         return EXIT_FAILED
-    ids, texts = found
+    ids, texts, embedder = loaded
     with reporter.live(ids), Progress(len(texts)) as progress:
         results = search(args.query, texts, embedder, top_k=args.top_k, batch_size=args.batch_size,
                          on_batch=progress)
