@@ -1,11 +1,12 @@
 """What every bigbird model class adds to its Transformers base: checks of its config, of the files
-`from_pretrained` reads and of a head's training targets, and two switches."""
+`from_pretrained` reads and of a head's training targets, two switches, and `gelu_new` as one fused kernel."""
 
 from __future__ import annotations
 
 import functools
 
 from ..generation import greedy
+from .activations import fuse_gelu_new
 from .attention import check_attention_type, check_random_plan
 from .config_checks import check_config
 from .generate_checks import check_generate_settings
@@ -43,6 +44,11 @@ class BigBirdFamilyMixin:
         check = label_check(cls)
         if check is not None and not getattr(cls.forward, "checks_labels", False):
             cls.forward = checked_forward(cls.forward, check)
+
+    def post_init(self):
+        """Transformers' `post_init` (weights, gradient-checkpointing and tying set-up), then `fuse_gelu_new`."""
+        super().post_init()
+        fuse_gelu_new(self)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
