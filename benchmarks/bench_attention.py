@@ -21,7 +21,6 @@ as an earlier version did, overstated the work 1.43x at 4096 and gave shares abo
 from __future__ import annotations
 
 import argparse
-import math
 
 import torch
 import torch.nn.functional as F

@@ -22,6 +22,7 @@ from transformers.models.bigbird_pegasus import modeling_bigbird_pegasus as hf
 from transformers.utils.generic import can_return_tuple
 
 from .attention import AttentionMasks, BigBirdSelfAttention, full_attention_masks, sparse_call
+from .cross_attention import share_cross_attention, share_encoder_rows
 from .input_checks import check_length, check_model_inputs
 from .pretrained import BigBirdFamilyMixin, CheckedGenerateMixin
 
@@ -124,7 +125,8 @@ class BigBirdPegasusEncoder(BigBirdFamilyMixin, hf.BigBirdPegasusPreTrainedModel
 
 
 class BigBirdPegasusModel(BigBirdFamilyMixin, hf.BigBirdPegasusModel):
-    """The shared embedding, our encoder and Transformers' decoder, with Transformers' forward."""
+    """The shared embedding, our encoder and Transformers' decoder (its cross-attention reads each encoder row once
+    for all of that row's beams: `SharedCrossAttention`), with Transformers' forward."""
 
     def __init__(self, config):
         hf.BigBirdPegasusPreTrainedModel.__init__(self, config)
@@ -133,6 +135,7 @@ class BigBirdPegasusModel(BigBirdFamilyMixin, hf.BigBirdPegasusModel):
                                                            embed_scale=scale)
         self.encoder = BigBirdPegasusEncoder(config)
         self.decoder = hf.BigBirdPegasusDecoder(config)
+        share_cross_attention(self.decoder)
         self.post_init()
 
 
@@ -147,9 +150,15 @@ class BigBirdPegasusForConditionalGeneration(BigBirdFamilyMixin, CheckedGenerate
         self.lm_head = nn.Linear(config.d_model, config.vocab_size, bias=False)
         self.post_init()
 
+    def _expand_inputs_for_generation(self, expand_size=1, is_encoder_decoder=False, input_ids=None, **model_kwargs):
+        """Transformers' expansion to `expand_size` sequences per input, but one encoder row per input (see
+        `bigbird.models.cross_attention`)."""
+        return share_encoder_rows(super()._expand_inputs_for_generation, expand_size, is_encoder_decoder, input_ids,
+                                  model_kwargs)
+
     def _reorder_cache(self, past_key_values: EncoderDecoderCache, beam_idx: torch.Tensor) -> EncoderDecoderCache:
-        """Beam search's reordering, of the decoder's self-attention cache only: every beam of a row holds the same
-        cross-attention keys and values (one encoder output, repeated), so moving them would copy for nothing."""
+        """Beam search's reordering, of the decoder's self-attention cache only: the cross-attention cache holds one
+        row per input, shared by all of its beams."""
         past_key_values.self_attention_cache.reorder_cache(beam_idx)
         return past_key_values
 

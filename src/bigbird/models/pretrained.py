@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 
-from ..generation import greedy
 from .activations import fuse_gelu_new
 from .attention import check_attention_type, check_random_plan
 from .config_checks import check_config
@@ -75,19 +74,9 @@ class BigBirdFamilyMixin:
 
 
 class CheckedGenerateMixin:
-    """Mixed in before a Transformers class with `generate()`: settings that cannot work are refused first, and
-    plain greedy search takes a cheaper argmax where `bigbird.generation.greedy` can (same tokens)."""
+    """Mixed in before a Transformers class with `generate()`: settings that cannot work are refused first."""
 
     def generate(self, inputs=None, generation_config=None, **kwargs):
         """Transformers' `generate()`, after `check_generate_settings` (see `bigbird.models.generate_checks`)."""
         check_generate_settings(self, generation_config, kwargs, inputs)
         return super().generate(inputs, generation_config=generation_config, **kwargs)
-
-    def _sample(self, input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus=False,
-                streamer=None, **model_kwargs):
-        """What Transformers' `generate()` calls for greedy search and sampling, with everything prepared: our
-        `greedy_search` where `takes_fast_path` allows it, else Transformers' `_sample`."""
-        if greedy.takes_fast_path(self, logits_processor, stopping_criteria, generation_config, synced_gpus):
-            return greedy.greedy_search(self, input_ids, stopping_criteria, generation_config, streamer, **model_kwargs)
-        return super()._sample(input_ids, logits_processor, stopping_criteria, generation_config, synced_gpus,
-                               streamer, **model_kwargs)
