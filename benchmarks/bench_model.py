@@ -8,7 +8,9 @@ the fraction of the machine's matmul peak (measured at start, in the row's dtype
 reach, and the largest difference from Transformers' fp32 output. Implementations:
 
   Transformers fp32, Transformers bf16 (weights cast with .to(torch.bfloat16); its autocast raises),
-  ours fp32, ours bf16 (weights cast), ours autocast (fp32 weights under torch.autocast("cpu", torch.bfloat16)).
+  ours fp32, ours bf16 (weights cast), ours autocast (fp32 weights under torch.autocast("cpu", torch.bfloat16)),
+  and on request (--only) ours bf16 compiled: the bf16 model under torch.compile with Inductor's freezing, forward
+  rows only (compiled on the first, untimed call of each length).
 
     python benchmarks/bench_model.py                                   # 12 layers, L = 1024 2048 4096 8192, step at 4096
     python benchmarks/bench_model.py --layers 2 --lengths 4096 --repeats 5 --train-layers 2   # issue 16's targets
@@ -36,7 +38,8 @@ import bigbird
 from bigbird.models.attention import sparse_attention_fits
 from bigbird.ops.layout import block_plan
 
-IMPLEMENTATIONS = ("Transformers fp32", "Transformers bf16", "ours fp32", "ours bf16", "ours autocast")
+IMPLEMENTATIONS = ("Transformers fp32", "Transformers bf16", "ours fp32", "ours bf16", "ours autocast",
+                   "ours bf16 compiled")
 
 
 def matmul_peak_gflops(dtype: torch.dtype) -> float:
@@ -65,6 +68,20 @@ def forward_gflops(config, length: int, layers: int) -> float:
     return layers * (linear + attention) / 1e9
 
 
+class FrozenCompiled(torch.nn.Module):
+    """`torch.compile(model)` run with Inductor's freezing: the weights become constants, packed for oneDNN, with
+    biases and activations fused into the products (inference only)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.config = model.config
+        self.compiled = torch.compile(model)
+
+    def forward(self, ids):
+        with torch._inductor.config.patch(freezing=True):
+            return self.compiled(ids)
+
+
 def models(layers: int, max_len: int, training: bool) -> dict[str, tuple[torch.nn.Module, bool]]:
     """{implementation: (model, autocast)} with one set of random weights, in train or eval mode."""
     torch.manual_seed(0)
@@ -74,9 +91,12 @@ def models(layers: int, max_len: int, training: bool) -> dict[str, tuple[torch.n
         warnings.simplefilter("ignore")
         theirs.save_pretrained(directory)
         ours = bigbird.BigBirdModel.from_pretrained(directory).train(training)
-    return {"Transformers fp32": (theirs, False), "Transformers bf16": (copy.deepcopy(theirs).bfloat16(), False),
-            "ours fp32": (ours, False), "ours bf16": (copy.deepcopy(ours).bfloat16(), False),
-            "ours autocast": (ours, True)}
+    ours_bf16 = copy.deepcopy(ours).bfloat16()
+    built = {"Transformers fp32": (theirs, False), "Transformers bf16": (copy.deepcopy(theirs).bfloat16(), False),
+             "ours fp32": (ours, False), "ours bf16": (ours_bf16, False), "ours autocast": (ours, True)}
+    if not training:
+        built["ours bf16 compiled"] = (FrozenCompiled(ours_bf16), False)
+    return built
 
 
 def forward(model, autocast: bool, ids):
@@ -97,7 +117,7 @@ def main() -> None:
     parser.add_argument("--train-length", type=int, default=4096, help="0: no training step")
     parser.add_argument("--train-layers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--only", nargs="+", choices=IMPLEMENTATIONS, default=list(IMPLEMENTATIONS),
+    parser.add_argument("--only", nargs="+", choices=IMPLEMENTATIONS, default=list(IMPLEMENTATIONS[:-1]),
                         help="implementations to run (Transformers fp32 is always run: the speed-ups are against it)")
     args = parser.parse_args()
     if args.threads:
@@ -124,7 +144,8 @@ def main() -> None:
     if args.train_length:
         built = models(args.train_layers, args.train_length, True)
         ids = torch.randint(5, 30000, (1, args.train_length), generator=torch.Generator().manual_seed(1))
-        results = measure_interleaved({name: (lambda m=built[name]: step(*m, ids)) for name in chosen}, args.repeats)
+        results = measure_interleaved({name: (lambda m=built[name]: step(*m, ids)) for name in chosen if name in built},
+                                      args.repeats)
         flops = 3 * forward_gflops(built["ours fp32"][0].config, args.train_length, args.train_layers)
         rows(f"training step, {args.train_layers} layers", args.train_length, results, flops, peaks)
 
