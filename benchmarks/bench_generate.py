@@ -28,22 +28,7 @@ import warnings
 
 import torch
 from interleaved import measure_interleaved
-
-FLAGS = ("avx2", "f16c", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16")
-
-
-def machine() -> str:
-    """CPU model and the flags that decide which products are fast, from /proc/cpuinfo."""
-    model, flags = "unknown CPU", set()
-    with open("/proc/cpuinfo") as info:
-        for line in info:
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-    return f"{model}, flags {' '.join(flag for flag in FLAGS if flag in flags) or 'none of ' + ' '.join(FLAGS)}"
-
+from machine import describe
 
 def row(name: str, ours, theirs, same: str) -> str:
     """A table row: medians of wall and process CPU seconds, their ratios (Transformers / ours), peaks."""
@@ -95,7 +80,6 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
-    import transformers
     from transformers.utils import logging
 
     logging.set_verbosity_error()
@@ -103,8 +87,7 @@ def main() -> None:
     config, theirs, ours = load_models(args.layers)
     input_ids = torch.randint(3, config.vocab_size, (1, args.length), generator=torch.Generator().manual_seed(1))
     n = args.new_tokens
-    print(f"machine: {machine()}; {torch.get_num_threads()} threads, torch {torch.__version__}, "
-          f"transformers {transformers.__version__}")
+    print(f"machine: {describe()}")
     print(f"model: d_model 1024, {args.layers}+{args.layers} layers, vocab {config.vocab_size}; input "
           f"{args.length} tokens, {n} new tokens, medians of {args.repeats}\n")
     print("| run | ours (s) | Transformers (s) | speed-up | ours CPU (s) | Transformers CPU (s) | CPU ratio "
