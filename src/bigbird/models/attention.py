@@ -103,7 +103,7 @@ class BigBirdSelfAttention(nn.Module):
 
     def __init__(self, config, layer_idx: int):
         super().__init__()
-        hidden_size, heads = config.hidden_size, config.num_attention_heads  # checked by models.config_checks
+        hidden_size, heads = config.hidden_size, config.num_attention_heads  # checked by models.checks.config
         self.config = config
         self.num_attention_heads = heads
         self.attention_head_size = hidden_size // heads

@@ -20,7 +20,7 @@ from transformers.utils import logging
 from transformers.utils.generic import can_return_tuple
 
 from .attention import AttentionMasks, BigBirdSelfAttention, full_attention_masks, sparse_call
-from .input_checks import check_length, check_model_inputs
+from .checks.inputs import check_length, check_model_inputs
 from .pretrained import BigBirdFamilyMixin, CheckedGenerateMixin
 
 logger = logging.get_logger(__name__)

@@ -4,7 +4,7 @@ Transformers resolves files (a local directory, a Hub id, the Hugging Face cache
 only turns the cases where its messages leave a user guessing into errors that say what is wrong and what to
 do: a directory that does not exist or holds no config.json, a Hub id that is not in the local cache while
 downloads are off, a damaged config.json, a checkpoint of another model type, config values that cannot build
-a model, damaged weight files (see `checkpoint_files`).
+a model, damaged weight files (see `checks.files`).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from huggingface_hub import constants as hub_constants
 from transformers.utils import cached_file
 from transformers.utils import logging as transformers_logging
 
-from .checkpoint_files import check_checkpoint_files, read_json_object
-from .config_checks import check_config_file
+from .checks.files import check_checkpoint_files, read_json_object
+from .checks.config import check_config_file
 
 # keyword arguments of `from_pretrained` that say where files come from; the rest configure the model
 HUB_ARGUMENTS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")

@@ -23,7 +23,7 @@ from transformers.utils.generic import can_return_tuple
 
 from .attention import AttentionMasks, BigBirdSelfAttention, full_attention_masks, sparse_call
 from .cross_attention import share_cross_attention, share_encoder_rows
-from .input_checks import check_length, check_model_inputs
+from .checks.inputs import check_length, check_model_inputs
 from .pretrained import BigBirdFamilyMixin, CheckedGenerateMixin
 
 class BigBirdPegasusEncoderAttention(nn.Module):

@@ -7,9 +7,9 @@ import functools
 
 from .activations import fuse_gelu_new
 from .attention import check_attention_type, check_random_plan
-from .config_checks import check_config
-from .generate_checks import check_generate_settings
-from .label_checks import checked_forward, label_check
+from .checks.config import check_config
+from .checks.generate import check_generate_settings
+from .checks.labels import checked_forward, label_check
 from .loading import check_checkpoint
 
 
@@ -29,8 +29,8 @@ class BigBirdFamilyMixin:
     """Mixed in before a Transformers `PreTrainedModel` class of the BigBird or BigBird-Pegasus family.
 
     Every class of the family checks its config before its `__init__` builds a module, and a head class's
-    (inherited, Transformers') forward checks its training targets before computing (see `config_checks` and
-    `label_checks`); both wrappers are put on each class as it is defined and keep the signatures.
+    (inherited, Transformers') forward checks its training targets before computing (see `checks.config` and
+    `checks.labels`); both wrappers are put on each class as it is defined and keep the signatures.
     """
 
     # outputs are gathered by our forwards, not by Transformers' hooks on its own module classes
@@ -77,6 +77,6 @@ class CheckedGenerateMixin:
     """Mixed in before a Transformers class with `generate()`: settings that cannot work are refused first."""
 
     def generate(self, inputs=None, generation_config=None, **kwargs):
-        """Transformers' `generate()`, after `check_generate_settings` (see `bigbird.models.generate_checks`)."""
+        """Transformers' `generate()`, after `check_generate_settings` (see `bigbird.models.checks.generate`)."""
         check_generate_settings(self, generation_config, kwargs, inputs)
         return super().generate(inputs, generation_config=generation_config, **kwargs)

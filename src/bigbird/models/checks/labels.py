@@ -3,7 +3,7 @@
 The heads' forwards (and losses) are Transformers'; given a label outside the classes they fail deep inside the
 loss (`IndexError: Target 5 is out of bounds`), given labels of another batch with a shape error that names
 neither. `checked_forward` wraps a head's forward with the checks of `label_check` while keeping its signature
-(Trainer and PEFT read it). Shapes are checked always; values only in eager calls (see `input_checks.check_range`).
+(Trainer and PEFT read it). Shapes are checked always; values only in eager calls (see `inputs.check_range`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from transformers.models.big_bird import modeling_big_bird as bb
 from transformers.models.bigbird_pegasus import modeling_bigbird_pegasus as pg
 
-from .input_checks import check_range
+from .inputs import check_range
 
 IGNORE_INDEX = -100  # the label that CrossEntropyLoss leaves out
 _SAME_BATCH = "pass the labels of the same batch as the inputs"

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 
 from transformers.activations import ACT2FN
 
-from .attention import check_attention_type, check_random_plan
+from ..attention import check_attention_type, check_random_plan
 
 # field -> (smallest value, what it counts); per model type
 _COUNTS = {

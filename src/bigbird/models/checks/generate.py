@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .input_checks import check_range
+from .inputs import check_range
 
 # setting -> the smallest value that makes sense
 _COUNTS = {"num_beams": 1, "num_return_sequences": 1, "max_new_tokens": 1, "max_length": 1, "min_length": 0,
