@@ -70,3 +70,15 @@ def test_a_forward_with_several_decoder_rows_per_encoder_row(seq2seq_dir):
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
         with pytest.raises(ValueError, match="decoder has 3 rows and the encoder output 2"):
             model(encoder_outputs=encoded, attention_mask=inputs["attention_mask"], decoder_input_ids=decoder_ids[:3])
+
+
+@pytest.mark.parametrize("settings", [dict(num_beams=2), dict(do_sample=True, num_return_sequences=2)],
+                         ids=["beams", "samples"])
+def test_a_static_cache_gives_transformers_tokens(settings, seq2seq_dir):
+    inputs = encoder_batch(100, batch_size=2, pad=6)
+    settings = dict(settings, max_new_tokens=5, cache_implementation="static")
+    torch.manual_seed(0)
+    expected = theirs(SEQ2SEQ, seq2seq_dir).generate(**inputs, **settings)
+    torch.manual_seed(0)
+    got = ours(SEQ2SEQ, seq2seq_dir).generate(**inputs, **settings)
+    assert torch.equal(got, expected)
