@@ -17,8 +17,8 @@ from huggingface_hub import constants as hub_constants
 from transformers.utils import cached_file
 from transformers.utils import logging as transformers_logging
 
-from .checks.files import check_checkpoint_files, read_json_object
 from .checks.config import check_config_file
+from .checks.files import check_checkpoint_files, read_json_object
 
 # keyword arguments of `from_pretrained` that say where files come from; the rest configure the model
 HUB_ARGUMENTS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")

@@ -22,8 +22,8 @@ from transformers.models.bigbird_pegasus import modeling_bigbird_pegasus as hf
 from transformers.utils.generic import can_return_tuple
 
 from .attention import AttentionMasks, BigBirdSelfAttention, full_attention_masks, sparse_call
-from .cross_attention import share_cross_attention, share_encoder_rows
 from .checks.inputs import check_length, check_model_inputs
+from .cross_attention import share_cross_attention, share_encoder_rows
 from .pretrained import BigBirdFamilyMixin, CheckedGenerateMixin
 
 class BigBirdPegasusEncoderAttention(nn.Module):
