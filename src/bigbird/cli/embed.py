@@ -135,7 +135,7 @@ def _embed(args) -> int:
     from . import sharding
 
     if sharding.launched():
-        return _run_sharded(args)
+        return sharding.run(args, "embed", None, _embed_shares)
     reporter = Reporter("embed")
     problem = output_problem(args.output)
     if problem:
@@ -190,21 +190,6 @@ def _search(args) -> int:
             passage = " ".join(result["passage"].split())
             print(f"{rank}. {result['score']:.3f}  {ids[result['index']]}\n   ...{passage}...\n")
     return EXIT_FAILED if reporter.failed else EXIT_OK
-
-
-def _run_sharded(args) -> int:
-    """`bigbird embed` as parsed into `args`, in one of torchrun's processes (see `sharding`: the batches one process
-    would run shared out, the same output written by process 0); returns the exit status."""
-    from . import sharding
-
-    setup = Reporter("embed", hold=True)
-    processes = sharding.start(args, setup, None)
-    if isinstance(processes, int):
-        return processes
-    try:
-        return _embed_shares(args, processes, setup)
-    finally:
-        processes.close()
 
 
 def _embed_shares(args, processes, setup: Reporter) -> int:

@@ -126,7 +126,21 @@ def _join(device: str | None, reporter: Reporter) -> Processes | None:
     return None
 
 
-def start(args, reporter: Reporter, problem: str | None) -> Processes | int:
+def run(args, command: str, problem: str | None, share: Callable[..., int]) -> int:
+    """`bigbird COMMAND` in one of torchrun's processes: once `_start` has the processes, `share(args, processes,
+    setup)` does this process's share (`setup`: the Reporter that held every line until then); returns the exit
+    status."""
+    setup = Reporter(command, hold=True)
+    processes = _start(args, setup, problem)
+    if isinstance(processes, int):
+        return processes
+    try:
+        return share(args, processes, setup)
+    finally:
+        processes.close()
+
+
+def _start(args, reporter: Reporter, problem: str | None) -> Processes | int:
     """This process among torchrun's, its device set in `args.device`, once the command line (`problem`: what
     the command finds wrong with it, or None) and the output are checked; else the exit status, the problem
     reported once by process 0 (so is every line `reporter`, holding, takes until the work starts)."""

@@ -181,7 +181,7 @@ def _usage_problem(args) -> str | None:
 def run_task(args) -> int:
     """Run classify, qa, summarize or fill-mask as parsed into `args`; returns the exit status."""
     if sharding.launched():
-        return _run_sharded(args)
+        return sharding.run(args, args.command, _usage_problem(args), _shard_documents)
     reporter = Reporter(args.command)
     problem = _usage_problem(args)
     if problem:
@@ -252,18 +252,6 @@ def _status(command: str, done: int, failed: int) -> int:
         print(f"bigbird {command}: {done} of {done + failed} documents done, {failed} failed", file=sys.stderr)
         return EXIT_FAILED
     return EXIT_OK
-
-
-def _run_sharded(args) -> int:
-    """`run_task` under torchrun: see `sharding`. Until the work starts, process 0 reports for all."""
-    setup = Reporter(args.command, hold=True)
-    processes = sharding.start(args, setup, _usage_problem(args))
-    if isinstance(processes, int):
-        return processes
-    try:
-        return _shard_documents(args, processes, setup)
-    finally:
-        processes.close()
 
 
 def _shard_documents(args, processes: sharding.Processes, setup: Reporter) -> int:
