@@ -5,6 +5,7 @@ aot_eager backend, which traces exactly what inductor gets (Dynamo's graph and A
 fraction of the time; one eval test runs inductor itself.
 """
 
+import onnxruntime as ort
 import pytest
 import torch
 import transformers
@@ -12,6 +13,7 @@ from torch._dynamo.utils import counters
 
 import bigbird
 from bigbird.ops import block_sparse, layout
+from bigbird.ops import triton_kernel as kernel
 from bigbird_oracle import batch, tiny_config
 from pegasus_oracle import TINY as PEGASUS
 from pegasus_oracle import encoder_batch
@@ -68,12 +70,8 @@ def test_compiled_bigbird_forward_is_one_graph_with_eager_outputs(length, padded
     assert_all_close([got.last_hidden_state, got.pooler_output], [want.last_hidden_state, want.pooler_output], 1e-5)
 
 
-@pytest.mark.parametrize("random_plan", ["transformers", "paper"])
-def test_compiled_bigbird_training_step_gives_eager_gradients(random_plan):
-    model, inputs = bigbird_model(), bigbird_inputs(150, padded=True)
-    model.set_random_plan(random_plan)
-    model.train()
-    assert_one_graph(model, inputs)
+def assert_compiled_gives_eager(model, inputs: dict) -> None:
+    """`torch.compile(model, fullgraph=True)` runs without a graph break and gives eager outputs and gradients."""
     got = outputs_and_grads(torch.compile(model, fullgraph=True, backend="aot_eager"), inputs)
     assert not counters["graph_break"]
     want = outputs_and_grads(model, inputs)
@@ -81,10 +79,18 @@ def test_compiled_bigbird_training_step_gives_eager_gradients(random_plan):
     assert_all_close(got[1], want[1], 1e-5)
 
 
+@pytest.mark.parametrize("random_plan", ["transformers", "paper"])
+def test_compiled_bigbird_training_step_gives_eager_gradients(random_plan):
+    model, inputs = bigbird_model(), bigbird_inputs(150, padded=True)
+    model.set_random_plan(random_plan)
+    model.train()
+    assert_one_graph(model, inputs)
+    assert_compiled_gives_eager(model, inputs)
+
+
 def test_compiled_bigbird_on_the_triton_kernel_gives_eager_gradients(monkeypatch):
     """The GPU path: the Triton custom op inside the compiled model, on CUDA, or on CPU tensors under Triton's
     interpreter (where the kernel is chosen by hand: CPU tensors default to the CPU op)."""
-    kernel = pytest.importorskip("bigbird.ops.triton_kernel")
     device = "cpu" if kernel.INTERPRETED else "cuda"
     if device == "cuda" and not torch.cuda.is_available():
         pytest.skip("the Triton kernels were compiled for a GPU and there is none")
@@ -97,12 +103,8 @@ def test_compiled_bigbird_on_the_triton_kernel_gives_eager_gradients(monkeypatch
         monkeypatch.setattr(block_sparse, "_implementation", triton_backend)
     model = bigbird_model(block_size=16, num_hidden_layers=1).train().to(device)  # 170 tokens: 11 blocks of 16
     inputs = {name: value.to(device) for name, value in batch("BigBirdModel", 170, batch_size=1, pad=0).items()}
-    got = outputs_and_grads(torch.compile(model, fullgraph=True, backend="aot_eager"), inputs)
-    assert not counters["graph_break"]
-    want = outputs_and_grads(model, inputs)
+    assert_compiled_gives_eager(model, inputs)
     assert chosen or not kernel.INTERPRETED
-    assert_all_close(got[0], want[0], 1e-5)
-    assert_all_close(got[1], want[1], 1e-5)
 
 
 @pytest.mark.parametrize("training", [False, True], ids=["eval", "train"])
@@ -110,11 +112,7 @@ def test_compiled_pegasus_encoder_is_one_graph_with_eager_outputs_and_gradients(
     encoder, inputs = pegasus_encoder(), encoder_batch(150)
     encoder.train(training)
     assert_one_graph(encoder, inputs)
-    got = outputs_and_grads(torch.compile(encoder, fullgraph=True, backend="aot_eager"), inputs)
-    assert not counters["graph_break"]
-    want = outputs_and_grads(encoder, inputs)
-    assert_all_close(got[0], want[0], 1e-5)
-    assert_all_close(got[1], want[1], 1e-5)
+    assert_compiled_gives_eager(encoder, inputs)
 
 
 def clear_plan_caches():
@@ -142,8 +140,6 @@ def test_exported_bigbird_gives_eager_outputs_and_leaves_eager_calls_correct():
 
 @pytest.mark.parametrize("random_plan, batch_size", [("transformers", 1), ("paper", 2)])
 def test_onnx_export_runs_in_onnx_runtime_with_eager_outputs(random_plan, batch_size):
-    pytest.importorskip("onnxscript")
-    ort = pytest.importorskip("onnxruntime")
     model = bigbird_model()
     inputs = batch("BigBirdModel", 150, batch_size=batch_size, pad=5 if batch_size > 1 else 0)
     model.set_random_plan(random_plan)

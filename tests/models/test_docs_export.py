@@ -29,9 +29,6 @@ def test_the_document_shows_compile_export_and_onnx():
 
 @pytest.mark.parametrize("code", BLOCKS, ids=["compile", "export", "onnx"][: len(BLOCKS)])
 def test_snippet_runs(code, checkpoints, tmp_path, monkeypatch):
-    if "onnxruntime" in code:
-        pytest.importorskip("onnxscript")
-        pytest.importorskip("onnxruntime")
     for model_name, kind in STAND_INS.items():
         code = code.replace(f'"{model_name}"', repr(str(checkpoints[kind])))
     leftover = re.findall(r"""["'](google/[\w.-]+)["']""", code)

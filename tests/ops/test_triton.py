@@ -10,13 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("triton")
+from torch._dynamo.utils import counters
 
-from torch._dynamo.utils import counters  # noqa: E402
-
-from bigbird.ops import block_plan, block_sparse, block_sparse_attention, reference_attention  # noqa: E402
-from bigbird.ops import triton_kernel  # noqa: E402
-from bigbird.ops.triton_kernel import (INTERPRETED, _tables, triton_attention_backward_op,  # noqa: E402
+from bigbird.ops import block_plan, block_sparse, block_sparse_attention, reference_attention
+from bigbird.ops import triton_kernel
+from bigbird.ops.triton_kernel import (INTERPRETED, _tables, triton_attention_backward_op,
                                        triton_attention_op, triton_block_sparse_attention)
 
 if not INTERPRETED and not torch.cuda.is_available():

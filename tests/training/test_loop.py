@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 
+import accelerate
 import pytest
 import torch
+import transformers
 from safetensors.torch import load_file
 
 import bigbird
@@ -131,7 +133,6 @@ def _rows(count: int) -> list[dict]:
 
 
 def test_transformers_trainer_runs_our_model(tmp_path):
-    transformers = pytest.importorskip("transformers")
     model = _tiny_classifier()
     before = model.classifier.out_proj.weight.detach().clone()
     args = transformers.TrainingArguments(output_dir=str(tmp_path / "trainer"), max_steps=3,
@@ -146,7 +147,6 @@ def test_transformers_trainer_runs_our_model(tmp_path):
 
 
 def test_accelerate_runs_our_model():
-    accelerate = pytest.importorskip("accelerate")
     model = _tiny_classifier().train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     accelerator = accelerate.Accelerator(cpu=True)
