@@ -95,3 +95,26 @@ def long_range_records(count: int, seed: int, length: int = LENGTH, plant_from: 
 def write_jsonl(path: Path, records: list[dict]) -> Path:
     path.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
     return path
+
+
+def train_until_crash(settings, steps: int) -> None:
+    """Run `bigbird.training.loop.train(settings)` and interrupt it (KeyboardInterrupt) as its step `steps` starts,
+    as a killed run would stop: what it saved before stays on disk."""
+    import pytest
+
+    from bigbird.training.loop import _Trainer, train
+
+    step, calls = _Trainer._step, []
+
+    def crashing(self, group):
+        calls.append(1)
+        if len(calls) == steps:
+            raise KeyboardInterrupt
+        return step(self, group)
+
+    _Trainer._step = crashing
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train(settings)
+    finally:
+        _Trainer._step = step

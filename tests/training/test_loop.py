@@ -12,8 +12,8 @@ import transformers
 from safetensors.torch import load_file
 
 import bigbird
-from bigbird.training.loop import TrainSettings, _Trainer, train
-from training_fixtures import long_range_records, tiny_bigbird, tiny_pegasus, write_jsonl
+from bigbird.training.loop import TrainSettings, train
+from training_fixtures import long_range_records, tiny_bigbird, tiny_pegasus, train_until_crash, write_jsonl
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*newly initialised:UserWarning")
 
@@ -34,23 +34,11 @@ def _settings(model_dir, tmp_path, out: str, **overrides) -> TrainSettings:
     return TrainSettings(**values)
 
 
-def test_resume_after_a_crash_continues_the_same_loss_curve(model_dir, tmp_path, monkeypatch):
+def test_resume_after_a_crash_continues_the_same_loss_curve(model_dir, tmp_path):
     whole = train(_settings(model_dir, tmp_path, "whole", save_steps=2))
     assert whole["global_step"] == 8 and len(whole["loss_history"]) == 8
 
-    step = _Trainer._step
-    calls = []
-
-    def crashing(self, group):
-        calls.append(1)
-        if len(calls) == 7:
-            raise KeyboardInterrupt
-        return step(self, group)
-
-    monkeypatch.setattr(_Trainer, "_step", crashing)
-    with pytest.raises(KeyboardInterrupt):
-        train(_settings(model_dir, tmp_path, "crashed", save_steps=2))
-    monkeypatch.setattr(_Trainer, "_step", step)
+    train_until_crash(_settings(model_dir, tmp_path, "crashed", save_steps=2), steps=7)
     out = tmp_path / "crashed"
     assert (out / "checkpoint-6").is_dir() and not (out / "checkpoint-2").exists()
 

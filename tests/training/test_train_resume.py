@@ -16,8 +16,7 @@ import transformers
 import bigbird
 from bigbird.cli.main import main
 from bigbird.training import ResumeError, TrainSettings, resume_settings, settings_from_flags, train, warnings_as_lines
-from bigbird.training.loop import _Trainer
-from training_fixtures import long_range_records, tiny_bigbird, write_jsonl
+from training_fixtures import long_range_records, tiny_bigbird, train_until_crash, write_jsonl
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
@@ -31,21 +30,10 @@ def run(tmp_path_factory):
     return settings, train(settings)
 
 
-def test_resume_takes_the_saved_settings(run, tmp_path, monkeypatch):
+def test_resume_takes_the_saved_settings(run, tmp_path):
     settings, whole = run
     out = tmp_path / "crashed"
-    step, calls = _Trainer._step, []
-
-    def crashing(self, group):
-        calls.append(1)
-        if len(calls) == 6:
-            raise KeyboardInterrupt
-        return step(self, group)
-
-    monkeypatch.setattr(_Trainer, "_step", crashing)
-    with pytest.raises(KeyboardInterrupt):
-        train(TrainSettings(**dict(vars(settings), out=str(out))))
-    monkeypatch.setattr(_Trainer, "_step", step)
+    train_until_crash(TrainSettings(**dict(vars(settings), out=str(out))), steps=6)
     resumed = resume_settings(out, {"task": "classify", "resume": "last"})
     assert (resumed.batch_size, resumed.lr, resumed.seed, resumed.labels) == (3, 2e-3, 5, settings.labels)
     metrics = train(resumed)
